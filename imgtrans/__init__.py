@@ -1,0 +1,30 @@
+"""imgtrans: composable parts for image-to-image translation GANs, built around pix2pix.
+
+Isola, Zhu, Zhou, Efros, "Image-to-Image Translation with Conditional Adversarial Networks",
+CVPR 2017.
+"""
+
+from imgtrans import models  # noqa: F401  (registers the named parts and configurations)
+from imgtrans.blocks import CDk, Ck, PatchDiscriminator, ResnetGenerator, UNetGenerator, init_weights, stack
+from imgtrans.losses import GANLoss, gradient_penalty, l1_loss
+from imgtrans.models import Pix2Pix
+from imgtrans.registry import build, list_models, register
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CDk",
+    "Ck",
+    "GANLoss",
+    "PatchDiscriminator",
+    "Pix2Pix",
+    "ResnetGenerator",
+    "UNetGenerator",
+    "build",
+    "gradient_penalty",
+    "init_weights",
+    "l1_loss",
+    "list_models",
+    "register",
+    "stack",
+]

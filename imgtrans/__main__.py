@@ -1,0 +1,7 @@
+"""``python -m imgtrans`` runs the command line."""
+
+import sys
+
+from imgtrans.cli import main
+
+sys.exit(main())

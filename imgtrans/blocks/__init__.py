@@ -1,0 +1,19 @@
+"""The paper's building blocks, usable one by one: plain ``nn.Module``s with no global state."""
+
+from imgtrans.blocks.conv import CDk, Ck, parse_notation, stack
+from imgtrans.blocks.init import init_weights
+from imgtrans.blocks.patchgan import PatchDiscriminator
+from imgtrans.blocks.resnet import ResnetBlock, ResnetGenerator
+from imgtrans.blocks.unet import UNetGenerator
+
+__all__ = [
+    "CDk",
+    "Ck",
+    "PatchDiscriminator",
+    "ResnetBlock",
+    "ResnetGenerator",
+    "UNetGenerator",
+    "init_weights",
+    "parse_notation",
+    "stack",
+]

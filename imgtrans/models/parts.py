@@ -1,0 +1,22 @@
+"""The named generators and discriminators of the paper and the reference code."""
+
+from __future__ import annotations
+
+from imgtrans.blocks import PatchDiscriminator, ResnetGenerator, UNetGenerator
+from imgtrans.registry import register
+
+register("unet256", UNetGenerator, num_downs=8, description="U-Net generator, 8 downsamplings, for 256x256 (6.1.1)")
+register("unet128", UNetGenerator, num_downs=7, description="U-Net generator, 7 downsamplings, for 128x128")
+register(
+    "encoder-decoder256",
+    UNetGenerator,
+    num_downs=8,
+    skips=False,
+    description="encoder-decoder generator: the U-Net 256 without skips (Table 2)",
+)
+register("resnet9", ResnetGenerator, n_blocks=9, description="ResNet generator, 9 residual blocks (reference code)")
+register("resnet6", ResnetGenerator, n_blocks=6, description="ResNet generator, 6 residual blocks (reference code)")
+register("pixelgan", PatchDiscriminator, n_layers=0, description="1x1 PixelGAN discriminator (6.1.2)")
+register("patchgan16", PatchDiscriminator, n_layers=1, description="16x16 PatchGAN discriminator (6.1.2)")
+register("patchgan70", PatchDiscriminator, n_layers=3, description="70x70 PatchGAN discriminator, the paper's default")
+register("patchgan286", PatchDiscriminator, n_layers=5, description="286x286 'ImageGAN' discriminator (6.1.2)")

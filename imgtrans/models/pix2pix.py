@@ -1,0 +1,167 @@
+r"""The assembled pix2pix model: generator, discriminator and objective (paper section 3).
+
+$G^* = \arg\min_G \max_D \mathcal{L}_{cGAN}(G, D) + \lambda \mathcal{L}_{L1}(G)$, with
+$\lambda = 100$, the discriminator's objective halved, and the generator trained with the
+non-saturating loss. Named configurations reproduce the paper's ablations (Tables 1-3).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgtrans import inference
+from imgtrans.losses import GANLoss, gradient_penalty, l1_loss
+from imgtrans.losses.gan import GANMode
+from imgtrans.registry import build, register
+
+
+class Pix2Pix(nn.Module):
+    """A generator, an optional discriminator, and the pix2pix objective.
+
+    Args:
+        generator: maps an input image to an output image.
+        discriminator: classifies patches; sees input and output concatenated when
+            ``conditional``, the output alone otherwise. ``None`` trains with L1 only.
+        gan_mode: adversarial loss, see [GANLoss][imgtrans.losses.GANLoss].
+        lambda_l1: weight of the L1 term (100 in the paper; 0 for a GAN-only objective).
+        conditional: whether the discriminator sees the input (cGAN) or not (GAN).
+
+    One training step is ``fake = model(x)``, an update of D on
+    [discriminator_loss][imgtrans.models.pix2pix.Pix2Pix.discriminator_loss], then an update of G on [generator_loss][imgtrans.models.pix2pix.Pix2Pix.generator_loss].
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module | None = None,
+        *,
+        gan_mode: GANMode = "vanilla",
+        lambda_l1: float = 100.0,
+        conditional: bool = True,
+    ) -> None:
+        super().__init__()
+        if discriminator is None and lambda_l1 <= 0:
+            raise ValueError("a pix2pix model without a discriminator needs lambda_l1 > 0, or it has no objective")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.gan_loss = GANLoss(gan_mode)
+        self.lambda_l1 = lambda_l1
+        self.conditional = conditional
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The generator's output ``G(x)`` (in the module's current train/eval mode)."""
+        return self.generator(x)
+
+    def discriminator_input(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees for the pair ``(x, y)``: both concatenated, or ``y``."""
+        return torch.cat([x, y], dim=1) if self.conditional else y
+
+    def discriminator_loss(self, x: torch.Tensor, y: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Half the adversarial loss of D on a real pair ``(x, y)`` and a fake pair ``(x, fake)``.
+
+        ``fake`` is detached: this loss only trains the discriminator. Returns ``loss`` (to
+        back-propagate) and the mean logits on ``real`` and ``fake`` pairs (for logging).
+        """
+        if self.discriminator is None:
+            raise RuntimeError("this pix2pix model has no discriminator (an L1-only objective); skip its update")
+        real_in = self.discriminator_input(x, y)
+        fake_in = self.discriminator_input(x, fake.detach())
+        real_pred, fake_pred = self.discriminator(real_in), self.discriminator(fake_in)
+        loss = 0.5 * self.gan_loss.discriminator(real_pred, fake_pred)
+        if self.gan_loss.mode == "wgan":
+            loss = loss + gradient_penalty(self.discriminator, real_in, fake_in)
+        return {"loss": loss, "real": real_pred.detach().mean(), "fake": fake_pred.detach().mean()}
+
+    def generator_loss(self, x: torch.Tensor, y: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``gan + lambda_l1 * l1`` for the generator's output ``fake = G(x)`` and target ``y``.
+
+        Returns ``loss`` (to back-propagate) and its terms ``gan`` and ``l1`` (unweighted).
+        """
+        l1 = l1_loss(fake, y)
+        loss = self.lambda_l1 * l1
+        terms = {"l1": l1.detach()}
+        if self.discriminator is not None:
+            gan = self.gan_loss.generator(self.discriminator(self.discriminator_input(x, fake)))
+            loss = loss + gan
+            terms["gan"] = gan.detach()
+        return {"loss": loss, **terms}
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, *, paper_test_mode: bool = False) -> torch.Tensor:
+        """Translate a batch of images in [-1, 1], without gradients.
+
+        By default in eval mode (no dropout, BatchNorm running statistics). With
+        ``paper_test_mode=True`` as the paper does at test time: dropout on and the batch's
+        own statistics (the model's state is left unchanged either way).
+        """
+        mode = inference.paper_test_mode if paper_test_mode else inference.eval_mode
+        with mode(self.generator):
+            return self.generator(x)
+
+
+
+def pix2pix(
+    generator: str = "unet256",
+    discriminator: str | None = "patchgan70",
+    in_channels: int = 3,
+    out_channels: int = 3,
+    generator_args: dict[str, Any] | None = None,
+    discriminator_args: dict[str, Any] | None = None,
+    gan_mode: GANMode = "vanilla",
+    lambda_l1: float = 100.0,
+    conditional: bool = True,
+) -> Pix2Pix:
+    """Assemble a [Pix2Pix][imgtrans.models.pix2pix.Pix2Pix] model from registered parts.
+
+    Args:
+        generator: registered generator name (``unet256``, ``encoder-decoder256``, ``resnet9``...).
+        discriminator: registered discriminator name (``patchgan70``, ``pixelgan``...), or
+            ``None`` for the L1-only objective.
+        in_channels: channels of the input images.
+        out_channels: channels of the output images.
+        generator_args: further arguments of the generator (``base_channels``, ``norm``...).
+        discriminator_args: further arguments of the discriminator.
+        gan_mode: adversarial loss (``vanilla`` in the paper).
+        lambda_l1: weight of the L1 term.
+        conditional: whether the discriminator sees the input as well as the output.
+    """
+    g = build(generator, in_channels=in_channels, out_channels=out_channels, **(generator_args or {}))
+    d = None
+    if discriminator is not None:
+        d_in = in_channels + out_channels if conditional else out_channels
+        d = build(discriminator, in_channels=d_in, **(discriminator_args or {}))
+    return Pix2Pix(g, d, gan_mode=gan_mode, lambda_l1=lambda_l1, conditional=conditional)
+
+
+CONFIGURATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "pix2pix-facades": (
+        "pix2pix for CMP Facades, labels -> photo (BtoA): U-Net 256, 70x70 PatchGAN, L1+cGAN",
+        {"generator_args": {"dropout_layout": "reference"}},
+    ),
+    # Table 1: the objective.
+    "pix2pix-l1": ("Table 1 ablation: L1 only (no discriminator)", {"discriminator": None}),
+    "pix2pix-gan": ("Table 1 ablation: GAN only, unconditional D", {"lambda_l1": 0.0, "conditional": False}),
+    "pix2pix-cgan": ("Table 1 ablation: cGAN only", {"lambda_l1": 0.0}),
+    "pix2pix-l1-gan": ("Table 1 ablation: L1 + unconditional GAN", {"conditional": False}),
+    "pix2pix-l1-cgan": ("Table 1 ablation: L1 + cGAN, the paper's objective", {}),
+    # Table 2: the generator.
+    "pix2pix-encoder-decoder-l1": (
+        "Table 2 ablation: encoder-decoder (no skips), L1 only",
+        {"generator": "encoder-decoder256", "discriminator": None},
+    ),
+    "pix2pix-encoder-decoder-l1-cgan": (
+        "Table 2 ablation: encoder-decoder (no skips), L1 + cGAN",
+        {"generator": "encoder-decoder256"},
+    ),
+    # Table 3: the discriminator's receptive field.
+    "pix2pix-pixelgan": ("Table 3 ablation: 1x1 PixelGAN discriminator", {"discriminator": "pixelgan"}),
+    "pix2pix-patchgan16": ("Table 3 ablation: 16x16 PatchGAN discriminator", {"discriminator": "patchgan16"}),
+    "pix2pix-patchgan70": ("Table 3 ablation: 70x70 PatchGAN discriminator", {"discriminator": "patchgan70"}),
+    "pix2pix-patchgan286": ("Table 3 ablation: 286x286 ImageGAN discriminator", {"discriminator": "patchgan286"}),
+}
+
+for _name, (_description, _defaults) in CONFIGURATIONS.items():
+    register(_name, pix2pix, description=_description, **_defaults)

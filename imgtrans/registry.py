@@ -1,0 +1,134 @@
+"""A registry of named parts and models: ``register``, ``build`` and ``list_models``.
+
+Every entry is a class or function plus default arguments. ``build(name, **overrides)``
+calls it with the defaults updated by the overrides, checks the argument names against its
+signature first, and records what it built in ``model.build_config`` so that the model can be
+saved and rebuilt later without the caller knowing its architecture.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from torch import nn
+
+T = TypeVar("T", bound=Callable[..., nn.Module])
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered name: what it builds, with which defaults, and a one-line description."""
+
+    name: str
+    target: Callable[..., nn.Module]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def parameters(self) -> dict[str, inspect.Parameter]:
+        """The keyword arguments ``build`` accepts for this entry."""
+        return dict(inspect.signature(self.target).parameters)
+
+    def arguments(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The full argument set (signature defaults, entry defaults, overrides), checked."""
+        params = self.parameters()
+        requested = {**self.defaults, **overrides}
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [] if takes_any else [k for k in requested if k not in params]
+        if unknown:
+            hints = "".join(
+                f"; did you mean {close[0]!r} for {k!r}?"
+                for k in unknown
+                if (close := difflib.get_close_matches(k, params, n=1))
+            )
+            raise TypeError(
+                f"{self.name!r} has no argument {', '.join(map(repr, unknown))}{hints} "
+                f"Its arguments are: {', '.join(params)}."
+            )
+        bound = inspect.signature(self.target).bind(**requested)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, target: T | None = None, *, description: str = "", **defaults: Any):
+    """Register ``target`` (a class or a function returning a module) under ``name``.
+
+    Use as a decorator, ``@register("my-generator")``, or call it with a target to register
+    one class several times with different defaults::
+
+        register("unet128", UNetGenerator, num_downs=7, description="U-Net for 128x128")
+
+    ``description`` defaults to the first line of the target's docstring.
+    """
+
+    def add(target: T) -> T:
+        if name in _REGISTRY:
+            raise ValueError(f"{name!r} is already registered; choose another name")
+        doc = (inspect.getdoc(target) or "").split("\n")[0]
+        item = Entry(name, target, dict(defaults), description or doc)
+        item.arguments({})  # the defaults must fit the signature
+        _REGISTRY[name] = item
+        return target
+
+    return add if target is None else add(target)
+
+
+def entry(name: str) -> Entry:
+    """The registry entry called ``name``; unknown names fail with the closest known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.4)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"no model called {name!r}.{hint} `imgtrans.list_models()` lists them all.") from None
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``"pix2pix-*"``), sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What [build][imgtrans.registry.build] was asked for: enough to rebuild the same architecture."""
+
+    name: str
+    arguments: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (see `from_dict`)."""
+        return {"name": self.name, "arguments": self.arguments}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":
+        """Read the output of `to_dict`."""
+        return cls(data["name"], dict(data.get("arguments", {})))
+
+
+def build(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
+    """Build the registered part or model ``name``.
+
+    Args:
+        name: a name from [list_models][imgtrans.registry.list_models], e.g. ``"unet256"`` or ``"pix2pix-facades"``.
+        pretrained: load the zoo's weights for ``name`` (see [the zoo][imgtrans.zoo.reference]).
+        **overrides: constructor arguments that replace the entry's defaults
+            (``in_channels``, ``base_channels``, ``norm``, ...).
+
+    Returns:
+        The module, with ``build_config`` recording ``name`` and the full arguments.
+    """
+    item = entry(name)
+    arguments = item.arguments(overrides)
+    model = item.target(**arguments)
+    model.build_config = BuildConfig(name, arguments)
+    if pretrained:
+        from imgtrans.zoo import load_pretrained
+
+        load_pretrained(model, name)
+    return model

@@ -1,0 +1,68 @@
+import pytest
+import torch
+from torch import nn
+
+from imgtrans.blocks import CDk, Ck, init_weights, parse_notation, stack
+
+
+def test_ck_is_conv_norm_relu_in_the_papers_order():
+    layer = Ck(3, 16)
+    assert list(dict(layer.named_children())) == ["conv", "norm", "act"]
+    assert isinstance(layer.conv, nn.Conv2d) and layer.conv.kernel_size == (4, 4) and layer.conv.stride == (2, 2)
+    assert isinstance(layer.norm, nn.BatchNorm2d) and layer.conv.bias is None
+    assert isinstance(layer.act, nn.LeakyReLU) and layer.act.negative_slope == 0.2
+    assert layer(torch.randn(2, 3, 32, 32)).shape == (2, 16, 16, 16)
+
+
+def test_cdk_puts_dropout_half_before_the_relu():
+    layer = CDk(8, 4, transposed=True, activation="relu")
+    assert list(dict(layer.named_children())) == ["conv", "norm", "dropout", "act"]
+    assert layer.dropout.p == 0.5 and isinstance(layer.act, nn.ReLU)
+    assert isinstance(layer.conv, nn.ConvTranspose2d)
+    assert layer(torch.randn(1, 8, 5, 7)).shape == (1, 4, 10, 14)
+
+
+@pytest.mark.parametrize("norm, norm_type, has_bias", [("batch", nn.BatchNorm2d, False), ("instance", nn.InstanceNorm2d, True), ("none", None, True)])
+def test_norm_choice_and_bias(norm, norm_type, has_bias):
+    layer = Ck(3, 8, norm=norm)
+    assert (layer.conv.bias is not None) == has_bias
+    if norm_type is None:
+        assert not hasattr(layer, "norm")
+    else:
+        assert isinstance(layer.norm, norm_type)
+
+
+def test_stack_reads_the_papers_notation():
+    net = stack("C64-C128-CD256", 6, strides=[2, 2, 1], first_norm=False)
+    assert [m.conv.out_channels for m in net] == [64, 128, 256]
+    assert [m.conv.stride[0] for m in net] == [2, 2, 1]
+    assert not hasattr(net[0], "norm") and isinstance(net[1].norm, nn.BatchNorm2d)
+    assert not hasattr(net[1], "dropout") and net[2].dropout.p == 0.5
+    assert parse_notation("CD512-CD1024-C256") == [(512, True), (1024, True), (256, False)]
+
+
+@pytest.mark.parametrize("spec", ["C64-X128", "C64--C128", "c64", "CD-64"])
+def test_bad_notation_says_how_to_write_it(spec):
+    with pytest.raises(ValueError, match="write layers as 'Ck' or 'CDk'"):
+        parse_notation(spec)
+
+
+def test_bad_choices_are_named():
+    with pytest.raises(ValueError, match="norm must be one of 'batch', 'instance', 'none'; got 'group'"):
+        Ck(3, 8, norm="group")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        Ck(3, 8, activation="gelu")
+    with pytest.raises(ValueError, match="2 layers but 3 strides"):
+        stack("C8-C16", 3, strides=[2, 2, 1])
+
+
+def test_init_weights_follows_section_6_2():
+    torch.manual_seed(1)
+    net = init_weights(nn.Sequential(nn.Conv2d(64, 256, 4), nn.BatchNorm2d(4096), nn.ConvTranspose2d(256, 64, 4)))
+    for conv in (net[0], net[2]):
+        assert abs(conv.weight.mean().item()) < 1e-3
+        assert conv.weight.std().item() == pytest.approx(0.02, rel=0.02)
+        assert torch.all(conv.bias == 0)
+    assert net[1].weight.mean().item() == pytest.approx(1.0, abs=2e-3)
+    assert net[1].weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert torch.all(net[1].bias == 0)
