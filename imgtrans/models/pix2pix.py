@@ -7,6 +7,7 @@ non-saturating loss. Named configurations reproduce the paper's ablations (Table
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -55,6 +56,16 @@ class Pix2Pix(nn.Module):
         """The generator's output ``G(x)`` (in the module's current train/eval mode)."""
         return self.generator(x)
 
+    def with_networks(self, generator: nn.Module, discriminator: nn.Module | None) -> "Pix2Pix":
+        """The same objective around other networks, e.g. ``DistributedDataParallel`` wrappers.
+
+        The returned model shares everything else with this one; this one is left unchanged.
+        """
+        view = copy.copy(self)
+        view._modules = dict(self._modules)  # a shallow copy must not share the submodule table
+        view.generator, view.discriminator = generator, discriminator
+        return view
+
     def discriminator_input(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees for the pair ``(x, y)``: both concatenated, or ``y``."""
         return torch.cat([x, y], dim=1) if self.conditional else y
@@ -97,9 +108,7 @@ class Pix2Pix(nn.Module):
         ``paper_test_mode=True`` as the paper does at test time: dropout on and the batch's
         own statistics (the model's state is left unchanged either way).
         """
-        mode = inference.paper_test_mode if paper_test_mode else inference.eval_mode
-        with mode(self.generator):
-            return self.generator(x)
+        return inference.translate(self.generator, x, paper_test_mode=paper_test_mode)
 
 
 

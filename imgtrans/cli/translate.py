@@ -1,0 +1,119 @@
+"""``imgtrans translate``: translate image files or folders with a trained model, at any size."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from imgtrans.data.paired import IMAGE_EXTENSIONS, MODES, image_files, read_image, to_tensor
+from imgtrans.inference import generator_of, translate, translate_tiled
+from imgtrans.loading import load_model
+from imgtrans.train.samples import save_image
+from imgtrans.train.trainer import resolve_device
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "translate",
+        help="translate images with a trained model",
+        description="Translate images of any size (the generators are fully convolutional, paper 4.4). "
+        "Images larger than --tile are processed in overlapping, blended tiles so memory stays bounded.",
+    )
+    p.add_argument("model", help="zoo name, saved model folder, run folder or checkpoint file")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("--out", required=True, help="folder for the translated images (PNG)")
+    p.add_argument("--batch-size", type=int, default=4, help="images (or tiles) per forward pass")
+    p.add_argument("--tile", type=int, default=1024, help="largest side translated in one pass")
+    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles, in pixels")
+    p.add_argument("--split", choices=["left", "right"], help="use one half of side-by-side (AB) images")
+    p.add_argument("--paper-test-mode", action="store_true", help="dropout on and batch statistics (paper 3.3)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(run=run)
+
+
+def input_files(inputs: list[str]) -> list[Path]:
+    """Every image named, folders expanded; a missing path or an empty folder is an error."""
+    files: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = image_files(path)
+            if not found:
+                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return files
+
+
+def load_input(path: Path, channels: int, split: str | None) -> torch.Tensor:
+    """One image as a ``1 x C x H x W`` tensor in [-1, 1], optionally one half of an AB file."""
+    image = read_image(path, channels)
+    if split is not None:
+        w, h = image.size
+        image = image.crop((0, 0, w // 2, h) if split == "left" else (w // 2, 0, 2 * (w // 2), h))
+    return to_tensor(image).unsqueeze(0)
+
+
+def input_channels(model: torch.nn.Module) -> int:
+    """The channels the model's generator expects."""
+    channels = getattr(generator_of(model), "in_channels", 3)
+    if channels not in MODES:
+        raise ValueError(f"the model expects {channels}-channel inputs; only 1, 3 or 4 channels can be read from images")
+    return channels
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model = load_model(args.model, device=device)
+    channels = input_channels(model)
+    files = input_files(args.inputs)
+    writer = OutputFolder(Path(args.out))
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return translate(model, x.to(device), paper_test_mode=args.paper_test_mode).cpu()
+
+    batch: list[tuple[Path, torch.Tensor]] = []
+
+    def flush() -> None:
+        if batch:
+            for (f, _), y in zip(batch, fn(torch.cat([x for _, x in batch]))):
+                writer.save(y, f)
+            batch.clear()
+
+    for f in files:  # one batch of same-sized images in memory at a time
+        x = load_input(f, channels, args.split)
+        if max(x.shape[-2:]) > args.tile:
+            writer.save(translate_tiled(fn, x, args.tile, args.overlap, args.batch_size)[0], f)
+            continue
+        if batch and (batch[0][1].shape != x.shape or len(batch) == args.batch_size):
+            flush()
+        batch.append((f, x))
+    flush()
+    print(f"translated {writer.count} image(s) into {writer.folder}")
+    return 0
+
+
+class OutputFolder:
+    """Saves translations as PNG named after their source, never overwriting one from this run."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.names = folder, set()
+
+    @property
+    def count(self) -> int:
+        """Images saved so far."""
+        return len(self.names)
+
+    def save(self, image: torch.Tensor, source: Path) -> None:
+        """Save ``image`` as ``<source stem>.png`` (``-2``, ``-3``... when the stem repeats)."""
+        name, n = f"{source.stem}.png", 1
+        while name in self.names:
+            n += 1
+            name = f"{source.stem}-{n}.png"
+        self.names.add(name)
+        save_image(image, self.folder / name)

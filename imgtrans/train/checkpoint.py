@@ -1,0 +1,132 @@
+"""Training checkpoints: one safetensors file, written atomically, with no pickle anywhere.
+
+Tensors (model weights, optimiser moments, RNG states) are stored as safetensors; everything
+else (step, configuration, optimiser hyper-parameters, scheduler and gradient-scaler state) as
+JSON in the file's metadata under the key ``imgtrans``. A checkpoint is written to a temporary
+file in the same folder, flushed to disk and renamed over the old one, so a crash or a full disk
+never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+FORMAT = "imgtrans-checkpoint-1"
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file: named tensors and a JSON-able ``meta`` dict."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    def section(self, prefix: str) -> dict[str, torch.Tensor]:
+        """The tensors whose names start with ``prefix + "."``, with the prefix removed."""
+        start = prefix + "."
+        return {k[len(start) :]: v for k, v in self.tensors.items() if k.startswith(start)}
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write a safetensors file through a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def optimizer_to_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimiser's state dict into tensors and a JSON-able remainder."""
+    state = optimizer.state_dict()
+    tensors, values = {}, {}
+    for index, slots in state["state"].items():
+        for key, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{name}.{index}.{key}"] = value
+            else:
+                values.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "values": values}
+
+
+def optimizer_from_tensors(checkpoint: Checkpoint, name: str, meta: dict) -> dict:
+    """Rebuild the state dict that [optimizer_to_tensors][imgtrans.train.checkpoint.optimizer_to_tensors] split."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in checkpoint.section(name).items():
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    for index, values in meta["values"].items():
+        state.setdefault(int(index), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    """The torch random number generators' states (CPU, and each CUDA device)."""
+    tensors = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return tensors
+
+
+def restore_rng(checkpoint: Checkpoint) -> None:
+    """Put the random number generators back in the state the checkpoint recorded."""
+    torch.set_rng_state(checkpoint.tensors["rng.cpu"])
+    cuda = checkpoint.section("rng.cuda")
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([cuda[str(i)] for i in range(min(len(cuda), torch.cuda.device_count()))])
+
+
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    meta: dict[str, Any],
+) -> None:
+    """Save ``model``'s weights, the optimisers, the RNG states and ``meta`` to ``path`` atomically."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    optimizer_meta = {}
+    for name, optimizer in optimizers.items():
+        opt_tensors, optimizer_meta[name] = optimizer_to_tensors(f"optim.{name}", optimizer)
+        tensors.update(opt_tensors)
+    tensors.update(rng_tensors())
+    meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta}
+    atomic_save(tensors, Path(path), {"imgtrans": json.dumps(meta)})
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint file written by [save_checkpoint][imgtrans.train.checkpoint.save_checkpoint]."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {error})") from None
+    if "imgtrans" not in metadata:
+        raise ValueError(f"{path} is a safetensors file but not an imgtrans training checkpoint")
+    meta = json.loads(metadata["imgtrans"])
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} has checkpoint format {meta.get('format')!r}; this imgtrans reads {FORMAT!r}")
+    return Checkpoint(tensors, meta)

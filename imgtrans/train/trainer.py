@@ -1,0 +1,415 @@
+"""The pix2pix trainer: the paper's optimisation (sections 3.3 and 6.2) with the practicalities.
+
+Each step updates D once on ``0.5 * (L(D(x, y), real) + L(D(x, G(x)), fake))`` and then G once
+on the non-saturating GAN loss plus ``lambda * L1``, with Adam (2e-4, betas 0.5/0.999). The
+learning rate stays constant for ``epochs`` and decays linearly over ``epochs_decay`` (the
+reference code's schedule). The trainer also handles devices and mixed precision (user code
+never calls autocast or a gradient scaler), ``torchrun`` (DistributedDataParallel), atomic
+safetensors checkpoints with exact resumption, Ctrl-C, non-finite losses, a progress bar, a
+JSONL log and sample grids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm.auto import tqdm
+
+from imgtrans.data.paired import PairedImageDataset
+from imgtrans.models.pix2pix import Pix2Pix
+from imgtrans.registry import BuildConfig, build
+from imgtrans.train.checkpoint import load_checkpoint, optimizer_from_tensors, restore_rng, save_checkpoint
+from imgtrans.train.config import TrainConfig
+from imgtrans.train.distributed import Distributed
+from imgtrans.train.samples import image_grid, save_image
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last good checkpoint was left intact."""
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` means CUDA when present (this process's GPU under torchrun), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def lr_factor(epochs: int, epochs_decay: int):
+    """Constant for ``epochs``, then linear decay over ``epochs_decay`` (as the reference code)."""
+
+    def factor(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+    return factor
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or interrupted) run left on disk."""
+
+    out: Path
+    steps: int
+    checkpoint: Path
+    samples: list[Path] = field(default_factory=list)
+    model: Path | None = None
+    interrupted: bool = False
+
+
+class Trainer:
+    """Trains a registered pix2pix configuration.
+
+    Args:
+        config: the run's settings.
+        train_data: a dataset of ``{"input", "target"}`` items; by default a
+            [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on ``config.data``.
+        sample_data: the images shown in sample grids (the first ``config.num_samples``);
+            by default the training images without augmentation.
+        model: a model built with [imgtrans.build][imgtrans.registry.build] (so that checkpoints
+            can rebuild it); by default ``build(config.model, **config.model_args)``.
+
+    Example:
+        >>> trainer = Trainer(TrainConfig(data="facades/train", direction="BtoA"))
+        >>> trainer.fit()
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_data: Dataset | None = None,
+        sample_data: Dataset | None = None,
+        model: Pix2Pix | None = None,
+    ) -> None:
+        self.config = config
+        device = resolve_device(config.device)
+        self.dist = Distributed.from_env(device.type)
+        self.device = resolve_device(config.device, self.dist.local_rank)
+        if config.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("amp='fp16' needs a CUDA GPU (it relies on a gradient scaler); use amp='bf16' on the CPU")
+        if config.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU does not support bfloat16; use amp='fp16'")
+        torch.manual_seed(config.seed)
+        self.model = model if model is not None else build(config.model, **config.model_args)
+        if not isinstance(self.model, Pix2Pix) or not isinstance(getattr(self.model, "build_config", None), BuildConfig):
+            raise TypeError("the trainer needs a Pix2Pix model made by imgtrans.build, so checkpoints can rebuild it")
+        self.model.to(self.device)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if config.compile:
+            for network in (self.model.generator, self.model.discriminator):
+                if network is not None:
+                    network.compile()
+        self.train_data, self.sample_data = self._datasets(train_data, sample_data)
+        self.out = Path(config.out)
+        self.checkpoint_path = self.out / "checkpoints" / "last.safetensors"
+
+        g, d = self.model.generator, self.model.discriminator
+        adam = dict(lr=config.lr, betas=config.betas)
+        self.optimizers = {"g": torch.optim.Adam(g.parameters(), **adam)}
+        if d is not None:
+            self.optimizers["d"] = torch.optim.Adam(d.parameters(), **adam)
+        factor = lr_factor(config.epochs, config.epochs_decay)
+        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
+        self.net = self._distributed_view()
+        self.step = 0
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = self._images = 0
+
+    # ----------------------------------------------------------------------------------- set-up
+    def _model_channels(self) -> tuple[int, int]:
+        args = self.model.build_config.arguments
+        return args.get("in_channels", 3), args.get("out_channels", 3)
+
+    def _datasets(self, train_data: Dataset | None, sample_data: Dataset | None) -> tuple[Dataset, Dataset]:
+        c = self.config
+        if train_data is None:
+            if c.data is None:
+                raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
+            in_ch, out_ch = self._model_channels()
+            common = dict(direction=c.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed)
+            train_data = PairedImageDataset(c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
+            if sample_data is None:
+                sample_data = PairedImageDataset(c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
+        if len(train_data) < self.dist.world_size:
+            raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
+        return train_data, sample_data if sample_data is not None else train_data
+
+    def _distributed_view(self) -> Pix2Pix:
+        """The model as the training step sees it: DDP-wrapped networks under torchrun."""
+        if not self.dist.enabled:
+            return self.model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # Buffers are not broadcast: D runs twice (real, fake) before one backward, which the
+        # in-place buffer broadcast breaks (pytorch#175024); BatchNorm statistics stay per process.
+        wrap = lambda m, unused=False: DistributedDataParallel(  # noqa: E731
+            m, device_ids=ids, broadcast_buffers=False, find_unused_parameters=unused
+        )
+        d = self.model.discriminator
+        return self.model.with_networks(
+            wrap(self.model.generator, unused=self.config.freeze_encoder_steps > 0), None if d is None else wrap(d)
+        )
+
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps in one pass over the training images (per process)."""
+        return math.ceil(math.ceil(len(self.train_data) / self.dist.world_size) / self.config.batch_size)
+
+    def total_steps(self) -> int:
+        """Steps of the whole run: every epoch, or ``max_steps`` if smaller."""
+        total = (self.config.epochs + self.config.epochs_decay) * self.steps_per_epoch()
+        return total if self.config.max_steps is None else min(total, self.config.max_steps)
+
+    def batches(self, epoch: int, start: int) -> Iterator[dict]:
+        """The batches of ``epoch`` from batch ``start`` on: a function of (seed, epoch) alone."""
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(epoch)
+        sampler = DistributedSampler(
+            self.train_data, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=self.config.seed
+        )
+        sampler.set_epoch(epoch)
+        indices = list(sampler)[start * self.config.batch_size :]
+        return iter(
+            DataLoader(
+                self.train_data,
+                batch_size=self.config.batch_size,
+                sampler=indices,
+                num_workers=self.config.workers,
+                pin_memory=self.device.type == "cuda",
+                generator=torch.Generator().manual_seed(self.config.seed + epoch),
+            )
+        )
+
+    # ------------------------------------------------------------------------------------ a step
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision as configured (a no-op for fp32)."""
+        if self.config.amp == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.config.channels_last else images
+
+    def train_step(self, batch: dict) -> None:
+        """One D update then one G update on ``batch`` (section 3.3)."""
+        x, y = self._to_device(batch["input"]), self._to_device(batch["target"])
+        net = self.net
+        encoder = getattr(self.model.generator, "encoder", None)
+        if self.config.freeze_encoder_steps and encoder is not None:
+            encoder.requires_grad_(self.step >= self.config.freeze_encoder_steps)
+        with self.autocast():
+            fake = net(x)
+        terms: dict[str, torch.Tensor] = {}
+        if net.discriminator is not None:
+            with self.autocast():
+                d = net.discriminator_loss(x, y, fake)
+            self._update("d", d["loss"])
+            terms.update(d_loss=d["loss"], d_real=d["real"], d_fake=d["fake"])
+            self.model.discriminator.requires_grad_(False)  # G's step needs no gradients of D
+        no_sync = net.discriminator.no_sync() if isinstance(net.discriminator, DistributedDataParallel) else None
+        with self.autocast(), no_sync or contextlib.nullcontext():
+            g = net.generator_loss(x, y, fake)
+        self._update("g", g["loss"])
+        if net.discriminator is not None:
+            self.model.discriminator.requires_grad_(True)
+        self.scaler.update()
+        terms.update({f"g_{k}" if k != "loss" else "g_loss": v for k, v in g.items()})
+        self._accumulate(terms, len(x))
+
+    def _update(self, name: str, loss: torch.Tensor) -> None:
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss.float()).backward()
+        self.scaler.step(optimizer)
+
+    def _accumulate(self, terms: dict[str, torch.Tensor], images: int) -> None:
+        for k, v in terms.items():
+            v = v.detach().float()
+            self._sums[k] = self._sums[k] + v if k in self._sums else v
+        self._count += 1
+        self._images += images
+
+    def _flush(self) -> dict[str, float]:
+        """Mean of each loss term since the last flush; raises on a NaN or infinity."""
+        if not self._count:
+            return {}
+        means = {k: (v / self._count).item() for k, v in self._sums.items()}
+        self._sums, self._count = {}, 0
+        self._raise_if_not_finite(means)
+        return means
+
+    def _raise_if_not_finite(self, values: dict[str, float]) -> None:
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            exists = self.checkpoint_path.exists()
+            where = f"the last good checkpoint is {self.checkpoint_path}" if exists else "no checkpoint was written"
+            raise NonFiniteLossError(
+                f"non-finite loss before step {self.step} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
+                f"training stopped and {where}. Try a lower learning rate, amp='fp32', or check the data"
+            )
+
+    # ------------------------------------------------------------------------------- the loop
+    def fit(self, resume: bool = False) -> RunSummary:
+        """Train until every epoch (or ``max_steps``) is done; ``resume`` continues the last checkpoint.
+
+        Returns where the checkpoint, sample grids and exported model are. Ctrl-C (or SIGTERM)
+        finishes the current step, saves a checkpoint and returns with ``interrupted=True``.
+        """
+        if resume:
+            self.load(self.checkpoint_path)
+        per_epoch, total = self.steps_per_epoch(), self.total_steps()
+        main = self.dist.is_main
+        samples = [self.write_samples()] if main and self.step == 0 else []
+        log = (self.out / "log.jsonl").open("a") if main else None
+        bar = tqdm(total=total, initial=self.step, disable=not main, unit="step", dynamic_ncols=True)
+        interrupted = False
+        clock = time.perf_counter()
+        try:
+            with stop_requests() as stop:
+                while self.step < total and not interrupted:
+                    epoch, start = divmod(self.step, per_epoch)
+                    for batch in self.batches(epoch, start):
+                        self.train_step(batch)
+                        self.step += 1
+                        bar.update()
+                        if self._due(self.config.log_every) or self.step == total:
+                            clock = self._log(log, bar, clock)
+                        if self.step % per_epoch == 0:  # before any checkpoint of this step
+                            for scheduler in self.schedulers.values():
+                                scheduler.step()
+                        if main and self.config.sample_every and self._due(self.config.sample_every):
+                            samples.append(self.write_samples())
+                        if self.config.checkpoint_every and self._due(self.config.checkpoint_every):
+                            self.save()
+                        interrupted = self.dist.any(stop.is_set(), self.device)
+                        if interrupted or self.step >= total:
+                            break
+            self._flush()
+            self.save()
+            if main and (not samples or samples[-1].stem != f"step-{self.step:06d}"):
+                samples.append(self.write_samples())
+            model_dir = self.export() if main and not interrupted else None
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        if interrupted and main:
+            print(f"interrupted: saved {self.checkpoint_path} at step {self.step}; resume with --resume")
+        return RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
+
+    def _due(self, every: int) -> bool:
+        return every > 0 and self.step % every == 0
+
+    def _log(self, log, bar, clock: float) -> float:
+        means = self._flush()
+        now = time.perf_counter()
+        record = {
+            "step": self.step,
+            "epoch": self.step / self.steps_per_epoch(),
+            "lr": self.optimizers["g"].param_groups[0]["lr"],
+            **{k: round(v, 6) for k, v in means.items()},
+            "img_per_s": round(self._images * self.dist.world_size / max(now - clock, 1e-9), 3),
+        }
+        self._images = 0
+        if log is not None:
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            shown = {k: f"{record[k]:.3g}" for k in ("d_loss", "g_gan", "g_l1", "img_per_s") if k in record}
+            bar.set_postfix(shown, refresh=False)
+        return now
+
+    # ------------------------------------------------------------------------- state on disk
+    def save(self) -> Path:
+        """Write the checkpoint (rank 0), after checking that the losses since the last log are finite."""
+        self._raise_if_not_finite({k: v.item() for k, v in self._sums.items()})
+        if self.dist.is_main:
+            meta = {
+                "step": self.step,
+                "build_config": self.model.build_config.to_dict(),
+                "train_config": self.config.to_dict(),
+                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                "scaler": self.scaler.state_dict(),
+                "world_size": self.dist.world_size,
+            }
+            save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
+        return self.checkpoint_path
+
+    def load(self, path: Path) -> None:
+        """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first")
+        checkpoint = load_checkpoint(path)
+        saved = BuildConfig.from_dict(checkpoint.meta["build_config"])
+        if saved != self.model.build_config:
+            raise ValueError(
+                f"{path} holds a different model ({saved.name} {saved.arguments}) than this run "
+                f"({self.model.build_config.name} {self.model.build_config.arguments}); use another --out"
+            )
+        self.model.load_state_dict(checkpoint.section("model"), strict=True)
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name]))
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
+        self.scaler.load_state_dict(checkpoint.meta["scaler"])
+        self.step = checkpoint.meta["step"]
+        restore_rng(checkpoint)
+
+    def write_samples(self) -> Path:
+        """Save input | output | target for the first ``num_samples`` sample images."""
+        n = min(self.config.num_samples, len(self.sample_data))
+        items = [self.sample_data[i] for i in range(n)]
+        x = torch.stack([it["input"] for it in items]).to(self.device)
+        y = torch.stack([it["target"] for it in items])
+        with self.autocast():
+            out = self.model.translate(x).float()
+        return save_image(image_grid([x, out, y]), self.out / "samples" / f"step-{self.step:06d}.png")
+
+    def export(self) -> Path:
+        """Save the trained model (``config.json`` + ``model.safetensors``) to ``out/model``."""
+        from imgtrans.train.export import export_model
+
+        return export_model(self.model, self.out / "model")
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[threading.Event]:
+    """Turn the first Ctrl-C (or SIGTERM) into a request to stop after the current step.
+
+    A second Ctrl-C interrupts at once. Outside the main thread, signals are left alone.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(signum: int, frame) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+        print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", flush=True)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield event
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
