@@ -1,0 +1,416 @@
+"""An evaluation report on disk: ``metrics.json``, an HTML page of images and the Lab figure.
+
+A report holds one or more evaluation *modes* evaluated on the same images, side by side:
+typically the usual eval mode and the paper's test-time mode (dropout on, batch statistics;
+section 3.3), which the paper reports. Feed it batches of ``(inputs, outputs, targets, names)``
+per mode, however they were produced, then write it:
+
+```python
+import torch
+from imgtrans.metrics import write_report, format_summary
+
+x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+batches = {"eval": [(x, y.flip(-1), y, ["a.png", "b.png"])]}
+metrics = write_report("/tmp/imgtrans-report", batches)
+print(format_summary(metrics))
+```
+
+The directory then holds:
+
+- ``metrics.json``: per mode, the summary (means, Lab histogram intersections), the Lab
+  distributions and every image's scores; and every image's files. Non-finite numbers (the
+  PSNR of an exact match) are written as the strings ``"inf"``, ``"-inf"`` or ``"nan"``, so
+  the file is strict JSON; ``float()`` reads them back.
+- ``index.html``: the summary, the figure, and one row per image: input | output of each
+  mode with its scores | target.
+- ``lab_histograms.png``: the Lab marginals of each mode's outputs against the targets
+  (Figure 7 of the paper), see [draw_lab_histograms][imgtrans.metrics.figure.draw_lab_histograms].
+- ``images/``: the PNGs the page shows, named by row number (``0000-input.png``,
+  ``0000-output-eval.png``, ``0000-target.png``), so that any image name is safe.
+
+Every file is written atomically (a temporary file, then ``os.replace``), and ``metrics.json``
+last: when it exists, the report is complete. Files of an earlier report in the same directory
+are replaced.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence, Union
+
+import torch
+from PIL import Image
+
+from imgtrans.metrics.evaluate import METRICS, Evaluator
+from imgtrans.metrics.figure import draw_lab_histograms
+from imgtrans.metrics.images import to_unit_range
+
+PathLike = Union[str, os.PathLike]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Sequence[str]]
+"""One batch of a mode: ``(inputs, outputs, targets, names)``, images ``(N, C, H, W)`` in $[-1, 1]$."""
+
+METRICS_FILE = "metrics.json"
+HTML_FILE = "index.html"
+FIGURE_FILE = "lab_histograms.png"
+IMAGE_DIR = "images"
+
+# How each metric is labelled and printed, in tables and on the page.
+METRIC_LABELS = {"l1": "L1 ([0, 1] scale)", "psnr": "PSNR (dB)", "ssim": "SSIM", "sharpness": "sharpness (target = 1)"}
+METRIC_FORMATS = {"l1": ".4f", "psnr": ".2f", "ssim": ".4f", "sharpness": ".3f"}
+_MODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``"inf"``, ``"-inf"`` or ``"nan"``.
+
+    ``json.dumps(float("inf"))`` writes ``Infinity``, which is not JSON; strings keep the file
+    valid and read back with ``float()``.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, Mapping):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _dumps(value: Any, depth: int = 0) -> str:
+    """JSON indented by two spaces, except lists of plain values, kept on one line."""
+    pad, end = "  " * (depth + 1), "\n" + "  " * depth
+    if isinstance(value, Mapping) and value:
+        items = (f"{pad}{json.dumps(str(key))}: {_dumps(item, depth + 1)}" for key, item in value.items())
+        return "{\n" + ",\n".join(items) + end + "}"
+    if isinstance(value, (list, tuple)) and any(isinstance(item, (Mapping, list, tuple)) for item in value):
+        return "[\n" + ",\n".join(pad + _dumps(item, depth + 1) for item in value) + end + "]"
+    return json.dumps(value, allow_nan=False)
+
+
+def write_json(path: PathLike, data: Any) -> None:
+    """Write ``data`` as strict JSON, atomically.
+
+    Non-finite numbers are written as strings (see [json_safe][imgtrans.metrics.report.json_safe]).
+    Indented by two spaces; lists of plain values (histograms) stay on one line.
+    """
+    _write_atomically(Path(path), (_dumps(json_safe(data)) + "\n").encode("utf-8"))
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _to_pil(unit: torch.Tensor) -> Image.Image:
+    """One image ``(C, H, W)`` in $[0, 1]$ with 1 or 3 channels, as an 8-bit PIL image."""
+    array = (unit * 255).round().to(torch.uint8).cpu()
+    if array.shape[0] == 1:
+        return Image.fromarray(array[0].numpy(), mode="L")
+    return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
+
+
+def _format(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else str(value)
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+class Report:
+    """Collects the batches of one or more evaluation modes, then writes the report.
+
+    Args:
+        directory: Where to write the report; created if absent.
+        modes: The names of the modes, in display order, such as ``("eval", "paper")``:
+            letters, digits, ``_``, ``.`` and ``-``, starting with a letter or a digit
+            (they name files).
+        title: The page's heading.
+        info: Facts about the evaluation worth keeping with it (model, checkpoint, data,
+            direction), written to ``metrics.json`` and listed on the page; values other than
+            strings, numbers, booleans and ``None`` (paths, for instance) are kept as ``str(value)``.
+    """
+
+    def __init__(
+        self,
+        directory: PathLike,
+        modes: Sequence[str] = ("eval",),
+        title: str = "imgtrans evaluation",
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        modes = [modes] if isinstance(modes, str) else list(modes)
+        bad = [mode for mode in modes if not isinstance(mode, str) or not _MODE_NAME.fullmatch(mode)]
+        if not modes or bad or len(set(modes)) != len(modes):
+            raise ValueError(
+                f"modes must be distinct names of letters, digits, '_', '.' and '-' (they name files); got {modes}"
+            )
+        self.directory = Path(directory)
+        self.title = title
+        self.info = {str(key): _plain(value) for key, value in (info or {}).items()}
+        self.evaluators = {mode: Evaluator() for mode in modes}
+        self._rows: dict[str, int] = {}  # image name -> row number, in order of first appearance
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"{self.directory} exists and is not a directory; choose another output directory")
+        (self.directory / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+
+    def image_file(self, row: int, kind: str) -> str:
+        """The path, relative to the report's directory, of one image of a row.
+
+        Args:
+            row: The row number.
+            kind: ``"input"``, ``"target"`` or ``"output-MODE"``.
+        """
+        return f"{IMAGE_DIR}/{row:04d}-{kind}.png"
+
+    def add(
+        self, mode: str, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """Score one batch of ``mode`` and save its images.
+
+        Args:
+            mode: One of the report's modes.
+            inputs: What the model was given, ``(N, C_in, H, W)`` in $[-1, 1]$, 1 or 3 channels.
+            outputs: What it produced, ``(N, C, H, W)`` in $[-1, 1]$, 1 or 3 channels.
+            targets: The ground truth, same shape as ``outputs``.
+            names: One name per image, unique within the mode; the same image must have the
+                same name in every mode.
+
+        Returns:
+            The batch's per-image records (see [Evaluator.update][imgtrans.metrics.evaluate.Evaluator.update]).
+
+        Raises:
+            ValueError: Unknown mode, or images the evaluation cannot use (the message says which).
+        """
+        if mode not in self.evaluators:
+            raise ValueError(f"unknown mode {mode!r}; this report has {', '.join(map(repr, self.evaluators))}")
+        unit_inputs = to_unit_range(inputs, "inputs")
+        if unit_inputs.shape[1] not in (1, 3):
+            raise ValueError(f"inputs must have 1 or 3 channels to be shown; got {unit_inputs.shape[1]}")
+        if isinstance(outputs, torch.Tensor) and outputs.ndim == 4 and unit_inputs.shape[0] != outputs.shape[0]:
+            raise ValueError(f"got {unit_inputs.shape[0]} inputs for {outputs.shape[0]} outputs")
+        records = self.evaluators[mode].update(outputs, targets, names)  # checks outputs, targets and names
+        unit_outputs, unit_targets = to_unit_range(outputs, "outputs"), to_unit_range(targets, "targets")
+        for k, record in enumerate(records):
+            images = {f"output-{mode}": unit_outputs[k]}
+            if record["name"] not in self._rows:  # first seen: its row's input and target too
+                self._rows[record["name"]] = len(self._rows)
+                images.update(input=unit_inputs[k], target=unit_targets[k])
+            row = self._rows[record["name"]]
+            for kind, image in images.items():
+                _write_atomically(self.directory / self.image_file(row, kind), _png(_to_pil(image)))
+        return records
+
+    def _check_complete(self) -> None:
+        names = {mode: {record["name"] for record in e.images} for mode, e in self.evaluators.items()}
+        empty = [mode for mode, seen in names.items() if not seen]
+        if empty:
+            raise ValueError(f"no images were evaluated in mode {', '.join(map(repr, empty))}; nothing to report")
+        first_mode, first = next(iter(names.items()))
+        for mode, seen in names.items():
+            if seen != first:
+                missing = sorted(first ^ seen)[:5]
+                raise ValueError(
+                    f"modes {first_mode!r} and {mode!r} evaluated different images (e.g. {', '.join(missing)}); "
+                    "every mode must evaluate the same images"
+                )
+        reference = next(iter(self.evaluators.values())).target_histograms
+        for mode, evaluator in self.evaluators.items():
+            counts = evaluator.target_histograms
+            if counts.keys() != reference.keys() or any(not torch.equal(counts[c], reference[c]) for c in reference):
+                raise ValueError(f"mode {mode!r} was given different targets than {first_mode!r} for the same images")
+
+    def metrics(self) -> dict[str, Any]:
+        """Everything ``metrics.json`` holds, as a dict (non-finite numbers still floats).
+
+        Returns:
+            ``{"title", "info", "conventions", "modes": {mode: {"summary", "lab_distributions",
+                "images"}}, "images": [{"name", "input", "target", "outputs": {mode: file}}],
+                "files": {...}}``; ``summary`` is [Evaluator.summary][imgtrans.metrics.evaluate.Evaluator.summary].
+
+        Raises:
+            ValueError: A mode has no images, or the modes evaluated different images or targets.
+        """
+        self._check_complete()
+        return {
+            "title": self.title,
+            "info": self.info,
+            "conventions": {
+                "scale": "metrics on images mapped from [-1, 1] to [0, 1]",
+                "psnr": "data range 1; +inf for identical images",
+                "ssim": "Wang et al. 2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, valid positions only",
+                "sharpness": "gradient energy of the output / that of the target (1: as sharp, < 1: blurrier)",
+                "lab": "CIE Lab (D65); histograms of one Lab unit per bin centred on integers",
+                "non_finite": "written as the strings 'inf', '-inf', 'nan'",
+            },
+            "modes": {
+                mode: {
+                    "summary": evaluator.summary(),
+                    "lab_distributions": evaluator.lab_distributions(),
+                    "images": [dict(record) for record in evaluator.images],
+                }
+                for mode, evaluator in self.evaluators.items()
+            },
+            "images": [
+                {
+                    "name": name,
+                    "input": self.image_file(row, "input"),
+                    "target": self.image_file(row, "target"),
+                    "outputs": {mode: self.image_file(row, f"output-{mode}") for mode in self.evaluators},
+                }
+                for name, row in self._rows.items()
+            ],
+            "files": {"html": HTML_FILE, "lab_histograms": FIGURE_FILE},
+        }
+
+    def write(self) -> dict[str, Any]:
+        """Write the figure, the page and ``metrics.json`` (last), and return the metrics.
+
+        Returns:
+            The metrics as written, with non-finite numbers as strings (see
+                [json_safe][imgtrans.metrics.report.json_safe]): what
+                [format_summary][imgtrans.metrics.report.format_summary] takes.
+        """
+        metrics = json_safe(self.metrics())
+        figure = draw_lab_histograms({mode: e.lab_distributions() for mode, e in self.evaluators.items()})
+        _write_atomically(self.directory / FIGURE_FILE, _png(figure))
+        _write_atomically(self.directory / HTML_FILE, render_html(metrics).encode("utf-8"))
+        write_json(self.directory / METRICS_FILE, metrics)
+        return metrics
+
+
+def write_report(
+    directory: PathLike,
+    runs: Mapping[str, Iterable[Batch]],
+    title: str = "imgtrans evaluation",
+    info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate batches of one or more modes and write the report.
+
+    The one-call form of [Report][imgtrans.metrics.report.Report].
+
+    Args:
+        directory: Where to write the report.
+        runs: For each mode, in display order, an iterable of batches
+            ``(inputs, outputs, targets, names)``; consumed one batch at a time, so it can be
+            a generator that runs a model lazily.
+        title: The page's heading.
+        info: Facts to keep with the report (model, checkpoint, data, direction).
+
+    Returns:
+        The metrics as written to ``metrics.json``.
+    """
+    report = Report(directory, list(runs), title=title, info=info)
+    for mode, batches in runs.items():
+        for batch in batches:
+            if not isinstance(batch, (tuple, list)) or len(batch) != 4:
+                raise ValueError(f"each batch of mode {mode!r} must be a tuple (inputs, outputs, targets, names)")
+            report.add(mode, *batch)
+    return report.write()
+
+
+def _summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    summaries = [mode["summary"] for mode in metrics["modes"].values()]
+    rows = [("images", [str(s["images"]) for s in summaries])]
+    for metric in METRICS:
+        means = [float(s["mean"][metric]) for s in summaries]
+        rows.append((METRIC_LABELS[metric], [_format(mean, METRIC_FORMATS[metric]) for mean in means]))
+    for channel in summaries[0]["lab_intersection"]:
+        intersections = [float(s["lab_intersection"][channel]) for s in summaries]
+        rows.append((f"Lab intersection {channel}", [_format(value, ".3f") for value in intersections]))
+    return rows
+
+
+def format_summary(metrics: Mapping[str, Any]) -> str:
+    """The means and Lab intersections of every mode as a plain-text table, one column per mode.
+
+    Args:
+        metrics: As returned by [Report.write][imgtrans.metrics.report.Report.write] or read
+            from ``metrics.json``.
+    """
+    header = ("metric", list(metrics["modes"]))
+    rows = [header, *_summary_rows(metrics)]
+    label_width = max(len(label) for label, _ in rows)
+    widths = [max(len(row[1][k]) for row in rows) for k in range(len(header[1]))]
+    lines = [
+        "  ".join([label.ljust(label_width), *(cell.rjust(width) for cell, width in zip(cells, widths))])
+        for label, cells in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; }
+table { border-collapse: collapse; }
+td, th { padding: 4px 8px; border: 1px solid #ddd; vertical-align: top; text-align: center; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; }
+img.sample { width: 256px; image-rendering: pixelated; display: block; }
+div.scores { font-size: 0.85em; margin-top: 4px; }
+"""
+
+
+def _scores_html(record: Mapping[str, Any]) -> str:
+    return "<br>".join(
+        f"{html.escape(METRIC_LABELS[m])}: {_format(float(record[m]), METRIC_FORMATS[m])}" for m in METRICS
+    )
+
+
+def render_html(metrics: Mapping[str, Any]) -> str:
+    """The report's page: summary table, Lab figure, then input | outputs | target for every image.
+
+    Args:
+        metrics: As returned by [Report.write][imgtrans.metrics.report.Report.write]; image
+            paths in it are relative to the page.
+    """
+    esc = html.escape
+    modes = list(metrics["modes"])
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(metrics['title'])}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(metrics['title'])}</h1>",
+    ]
+    if metrics["info"]:
+        items = "".join(f"<li>{esc(str(key))}: {esc(str(value))}</li>" for key, value in metrics["info"].items())
+        parts.append(f"<ul>{items}</ul>")
+    parts.append("<h2>Summary</h2><table><tr><th>metric</th>" + "".join(f"<th>{esc(m)}</th>" for m in modes) + "</tr>")
+    for label, cells in _summary_rows(metrics):
+        parts.append(f"<tr><td>{esc(label)}</td>" + "".join(f'<td class="number">{c}</td>' for c in cells) + "</tr>")
+    parts.append("</table>")
+    parts.append(
+        "<h2>Colour distributions (Lab)</h2>"
+        f'<p><img src="{esc(metrics["files"]["lab_histograms"])}" alt="Lab histograms of outputs and targets"></p>'
+    )
+    scores = {mode: {r["name"]: r for r in metrics["modes"][mode]["images"]} for mode in modes}
+    parts.append("<h2>Images</h2><table><tr><th>name</th><th>input</th>")
+    parts.append("".join(f"<th>output ({esc(mode)})</th>" for mode in modes) + "<th>target</th></tr>")
+    for image in metrics["images"]:
+        name = image["name"]
+        cells = [f"<td>{esc(name)}</td>", f'<td><img class="sample" src="{esc(image["input"])}" alt="input"></td>']
+        for mode in modes:
+            cells.append(
+                f'<td><img class="sample" src="{esc(image["outputs"][mode])}" alt="output ({esc(mode)})">'
+                f'<div class="scores">{_scores_html(scores[mode][name])}</div></td>'
+            )
+        cells.append(f'<td><img class="sample" src="{esc(image["target"])}" alt="target"></td>')
+        parts.append('<tr class="image">' + "".join(cells) + "</tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts) + "\n"
