@@ -18,7 +18,7 @@ from torch import nn
 
 
 @contextmanager
-def test_time_mode(module: nn.Module) -> Iterator[nn.Module]:
+def paper_eval_mode(module: nn.Module) -> Iterator[nn.Module]:
     """Run ``module`` with dropout on and batch statistics, as the paper does at test time.
 
     Running statistics and every submodule's train/eval flag are restored on exit, so the
@@ -59,7 +59,7 @@ def generator_of(model: nn.Module) -> nn.Module:
 def translate(model: nn.Module, x: torch.Tensor, *, paper_test_mode: bool = False) -> torch.Tensor:
     """Translate a batch in [-1, 1] with a pix2pix model or a bare generator, without gradients."""
     generator = generator_of(model)
-    with test_time_mode(generator) if paper_test_mode else eval_mode(generator):
+    with paper_eval_mode(generator) if paper_test_mode else eval_mode(generator):
         return generator(x)
 
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import imgtrans
-from imgtrans.inference import eval_mode, test_time_mode
+from imgtrans.inference import eval_mode, paper_eval_mode
 from imgtrans.metrics import Evaluator, Report, format_summary, mean_scores, write_json, write_report
 from imgtrans.metrics.report import json_safe
 
@@ -226,7 +226,7 @@ def test_report_of_a_model_in_both_modes(tmp_path):
             with torch.no_grad(), mode(generator):
                 yield inputs, generator(inputs), targets, names
 
-    metrics = write_report(tmp_path, {"eval": run(eval_mode), "paper": run(test_time_mode)})
+    metrics = write_report(tmp_path, {"eval": run(eval_mode), "paper": run(paper_eval_mode)})
     eval_scores = [r["l1"] for r in metrics["modes"]["eval"]["images"]]
     paper_scores = [r["l1"] for r in metrics["modes"]["paper"]["images"]]
     assert len(eval_scores) == len(paper_scores) == 4
