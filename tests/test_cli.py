@@ -1,0 +1,113 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imgtrans.cli import main
+from imgtrans.data import SyntheticFacades, write_ab_folder
+from imgtrans.loading import load_model
+
+TINY = json.dumps(
+    {
+        "generator": "unet128",
+        "generator_args": {"base_channels": 4, "num_downs": 5},
+        "discriminator": "patchgan16",
+        "discriminator_args": {"base_channels": 4},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_ab_folder(SyntheticFacades(4, 36, seed=0), tmp_path_factory.mktemp("cli") / "train")
+
+
+def train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "pix2pix-facades", "--data", str(data), "--direction", "BtoA", "--out", str(out),
+            "--model-args", TINY, "--load-size", "36", "--crop-size", "32", "--batch-size", "2",
+            "--workers", "0", "--log-every", "1", *extra]  # fmt: skip
+
+
+def test_models_lists_the_registry(capsys):
+    assert main(["models", "patchgan*"]) == 0
+    out = capsys.readouterr().out
+    assert "patchgan70" in out and "70x70 PatchGAN" in out and "unet256" not in out
+
+
+def test_train_then_resume_from_the_command_line(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(data, out, "--epochs", "2", "--max-steps", "2")) == 0
+    printed = capsys.readouterr().out
+    assert "4 images" in printed and f"model:      {out / 'model'}" in printed
+    # resume with only --out: settings come from the checkpoint, flags given override them
+    assert main(["train", "--resume", "--out", str(out), "--max-steps", "4"]) == 0
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_epochs_split_into_constant_and_decay(tmp_path, data):
+    from imgtrans.cli.train import config_from_args
+    from imgtrans.cli import build_parser
+
+    args = build_parser().parse_args(train_args(data, tmp_path, "--epochs", "10"))
+    config = config_from_args(args)
+    assert (config.epochs, config.epochs_decay) == (5, 5)
+    args = build_parser().parse_args(train_args(data, tmp_path, "--epochs", "10", "--epochs-decay", "2"))
+    assert (config_from_args(args).epochs, config_from_args(args).epochs_decay) == (8, 2)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "pix2pix-nope", "--data", "."], "not a pix2pix configuration"),
+        (["train", "pix2pix-facades"], "--data is required"),
+        (["train", "--resume", "--out", "/nonexistent/run"], "nothing to resume"),
+        (["translate", "/nonexistent/model", "x.png", "--out", "o"], "neither a file, a folder, nor a registered"),
+    ],
+)
+def test_user_errors_are_one_line_with_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_translate_files_folders_odd_sizes_and_tiles(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(data, out, "--max-steps", "1")) == 0
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"odd": (45, 77), "small": (20, 20), "big": (150, 230)}.items():
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(images / f"{name}.png")
+    extra = tmp_path / "extra.jpg"
+    Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(extra)
+    argv = ["translate", str(out), str(images), str(extra), "--out", str(tmp_path / "t"), "--tile", "96", "--overlap", "32"]
+    assert main(argv) == 0
+    assert "translated 4 image(s)" in capsys.readouterr().out
+    sizes = {p.name: Image.open(p).size for p in (tmp_path / "t").iterdir()}
+    assert sizes == {"odd.png": (77, 45), "small.png": (20, 20), "big.png": (230, 150), "extra.png": (20, 20)}
+    # the tiled translation matches translating the whole image at once
+    model = load_model(out)
+    x = torch.from_numpy(np.asarray(Image.open(images / "big.png"), dtype=np.float32)).permute(2, 0, 1)[None] / 127.5 - 1
+    whole = ((model.translate(x)[0].clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+    tiled = np.asarray(Image.open(tmp_path / "t" / "big.png"), dtype=np.float32)
+    assert np.abs(whole - tiled).mean() < 2.0
+
+
+def test_translate_splits_ab_files(tmp_path, data):
+    out = tmp_path / "run"
+    assert main(train_args(data, out, "--max-steps", "1")) == 0
+    assert main(["translate", str(out), str(data), "--split", "right", "--out", str(tmp_path / "t")]) == 0
+    assert Image.open(tmp_path / "t" / "1.png").size == (36, 36)
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "2", "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out L1" in out and str(tmp_path / "demo" / "before_after.png") in out
+    grid = Image.open(tmp_path / "demo" / "before_after.png")
+    assert grid.size == (4 * 36, 4 * 36)  # input | untrained | trained | target, 4 rows, 2 px borders
+    assert len(list((tmp_path / "demo" / "translations").iterdir())) == 8
