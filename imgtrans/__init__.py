@@ -9,6 +9,7 @@ from imgtrans.blocks import CDk, Ck, PatchDiscriminator, ResnetGenerator, UNetGe
 from imgtrans.losses import GANLoss, gradient_penalty, l1_loss
 from imgtrans.models import Pix2Pix
 from imgtrans.registry import build, list_models, register
+from imgtrans.zoo import from_pretrained, save_pretrained
 
 __version__ = "0.1.0"
 
@@ -21,10 +22,12 @@ __all__ = [
     "ResnetGenerator",
     "UNetGenerator",
     "build",
+    "from_pretrained",
     "gradient_penalty",
     "init_weights",
     "l1_loss",
     "list_models",
     "register",
+    "save_pretrained",
     "stack",
 ]

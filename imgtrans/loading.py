@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from imgtrans.registry import BuildConfig, build, list_models
 from imgtrans.train.checkpoint import load_checkpoint
+from imgtrans.zoo.pretrained import from_pretrained
 
 
 def model_from_checkpoint(path: str | os.PathLike) -> nn.Module:
@@ -23,19 +22,11 @@ def model_from_checkpoint(path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def model_from_folder(folder: Path) -> nn.Module:
-    """Rebuild a model saved as ``config.json`` + ``model.safetensors``."""
-    config = BuildConfig.from_dict(json.loads((folder / "config.json").read_text()))
-    model = build(config.name, **config.arguments)
-    model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
-    return model
-
-
 def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model from any of the places imgtrans keeps one.
 
     Args:
-        source: a saved model folder (``config.json`` + ``model.safetensors``), a training run
+        source: a saved model folder ([save_pretrained][imgtrans.zoo.pretrained.save_pretrained]), a training run
             folder (its exported ``model/``, else its last checkpoint), a training checkpoint
             file (``.safetensors``), or a registered name with published weights.
         device: where to put the model.
@@ -44,7 +35,7 @@ def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") ->
     if path.is_dir():
         for folder in (path, path / "model"):
             if (folder / "config.json").is_file():
-                return model_from_folder(folder).to(device)
+                return from_pretrained(folder).to(device)
         checkpoint = path / "checkpoints" / "last.safetensors"
         if checkpoint.is_file():
             return model_from_checkpoint(checkpoint).to(device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -111,24 +112,32 @@ class BuildConfig:
         return cls(data["name"], dict(data.get("arguments", {})))
 
 
-def build(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
+def build(name: str, pretrained: bool = False, weights: str | os.PathLike | None = None, **overrides: Any) -> nn.Module:
     """Build the registered part or model ``name``.
 
     Args:
         name: a name from [list_models][imgtrans.registry.list_models], e.g. ``"unet256"`` or ``"pix2pix-facades"``.
-        pretrained: load the zoo's weights for ``name`` (see [the zoo][imgtrans.zoo.reference]).
+        pretrained: load the zoo's weights for ``name`` (see [the zoo][imgtrans.zoo.resolver]):
+            from the cache, else downloaded once and cached as safetensors.
+        weights: load these weights instead of the zoo's: a save_pretrained folder, a
+            ``.safetensors`` file or a reference ``.pth``. Giving ``weights`` implies ``pretrained``.
         **overrides: constructor arguments that replace the entry's defaults
             (``in_channels``, ``base_channels``, ``norm``, ...).
 
     Returns:
-        The module, with ``build_config`` recording ``name`` and the full arguments.
+        The module, with ``build_config`` recording ``name`` and the full arguments. Pretrained
+        models also carry ``untrained_parts``: the submodules the weights do not cover (the
+        published pix2pix weights hold the generator only, so that is ``("discriminator",)``).
     """
     item = entry(name)
     arguments = item.arguments(overrides)
+    if pretrained or weights is not None:
+        from imgtrans.zoo.pretrained import load_weights
+        from imgtrans.zoo.resolver import read_pretrained
+
+        state, parts, source = read_pretrained(name, weights)  # before building: a missing file fails fast
     model = item.target(**arguments)
     model.build_config = BuildConfig(name, arguments)
-    if pretrained:
-        from imgtrans.zoo import load_pretrained
-
-        load_pretrained(model, name)
+    if pretrained or weights is not None:
+        load_weights(model, state, parts, str(source))
     return model

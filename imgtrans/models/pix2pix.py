@@ -150,6 +150,23 @@ CONFIGURATIONS: dict[str, tuple[str, dict[str, Any]]] = {
         "pix2pix for CMP Facades, labels -> photo (BtoA): U-Net 256, 70x70 PatchGAN, L1+cGAN",
         {"generator_args": {"dropout_layout": "reference"}},
     ),
+    # The other published reference models: the same architecture, trained on other data.
+    "pix2pix-edges2shoes": (
+        "pix2pix for edges -> shoes (AtoB, UT Zappos50K): U-Net 256, 70x70 PatchGAN, L1+cGAN",
+        {"generator_args": {"dropout_layout": "reference"}},
+    ),
+    "pix2pix-sat2map": (
+        "pix2pix for aerial photo -> map (AtoB, Google Maps): U-Net 256, 70x70 PatchGAN, L1+cGAN",
+        {"generator_args": {"dropout_layout": "reference"}},
+    ),
+    "pix2pix-map2sat": (
+        "pix2pix for map -> aerial photo (BtoA, Google Maps): U-Net 256, 70x70 PatchGAN, L1+cGAN",
+        {"generator_args": {"dropout_layout": "reference"}},
+    ),
+    "pix2pix-day2night": (
+        "pix2pix for day -> night (BtoA, Transient Attributes): U-Net 256, 70x70 PatchGAN, L1+cGAN",
+        {"generator_args": {"dropout_layout": "reference"}},
+    ),
     # Table 1: the objective.
     "pix2pix-l1": ("Table 1 ablation: L1 only (no discriminator)", {"discriminator": None}),
     "pix2pix-gan": ("Table 1 ablation: GAN only, unconditional D", {"lambda_l1": 0.0, "conditional": False}),

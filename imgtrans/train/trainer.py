@@ -34,6 +34,7 @@ from imgtrans.train.checkpoint import load_checkpoint, optimizer_from_tensors, r
 from imgtrans.train.config import TrainConfig
 from imgtrans.train.distributed import Distributed
 from imgtrans.train.samples import image_grid, save_image
+from imgtrans.zoo.pretrained import save_pretrained
 
 
 class NonFiniteLossError(RuntimeError):
@@ -384,10 +385,8 @@ class Trainer:
         return save_image(image_grid([x, out, y]), self.out / "samples" / f"step-{self.step:06d}.png")
 
     def export(self) -> Path:
-        """Save the trained model (``config.json`` + ``model.safetensors``) to ``out/model``."""
-        from imgtrans.train.export import export_model
-
-        return export_model(self.model, self.out / "model")
+        """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.zoo.pretrained.save_pretrained]."""
+        return save_pretrained(self.model, self.out / "model")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,30 @@
+"""``imgtrans convert REFERENCE.pth OUT --arch unet256``: a reference checkpoint to a save_pretrained folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from imgtrans.zoo import load_reference, save_pretrained
+from imgtrans.zoo.reference import ARCHS
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "convert", help="convert a reference pix2pix/CycleGAN checkpoint (.pth) to safetensors, without pickle"
+    )
+    parser.add_argument("checkpoint", help="the reference .pth file (read with torch.load(weights_only=True))")
+    parser.add_argument("out", help="the folder to write: config.json, model.safetensors, README.md")
+    parser.add_argument("--arch", required=True, choices=ARCHS, help="the reference network the checkpoint holds")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    model = load_reference(args.checkpoint, args.arch)
+    folder = save_pretrained(model, args.out)
+    arguments = model.build_config.arguments
+    print(
+        f"wrote {folder}: {args.arch}, base_channels {arguments['base_channels']}, norm {arguments['norm']}, "
+        f"{arguments['in_channels']} -> {arguments.get('out_channels', 1)} channels; "
+        f"load it with imgtrans.from_pretrained({str(folder)!r})"
+    )
+    return 0
