@@ -5,8 +5,17 @@ CVPR 2017.
 """
 
 from imgtrans import models  # noqa: F401  (registers the named parts and configurations)
-from imgtrans.blocks import CDk, Ck, PatchDiscriminator, ResnetGenerator, UNetGenerator, init_weights, stack
-from imgtrans.losses import GANLoss, gradient_penalty, l1_loss
+from imgtrans.blocks import (
+    CDk,
+    Ck,
+    PatchDiscriminator,
+    ResnetGenerator,
+    TimmUNetGenerator,
+    UNetGenerator,
+    init_weights,
+    stack,
+)
+from imgtrans.losses import GANLoss, PerceptualLoss, gradient_penalty, l1_loss
 from imgtrans.models import Pix2Pix
 from imgtrans.registry import build, list_models, register
 from imgtrans.zoo import from_pretrained, save_pretrained
@@ -17,9 +26,11 @@ __all__ = [
     "CDk",
     "Ck",
     "GANLoss",
+    "PerceptualLoss",
     "PatchDiscriminator",
     "Pix2Pix",
     "ResnetGenerator",
+    "TimmUNetGenerator",
     "UNetGenerator",
     "build",
     "from_pretrained",

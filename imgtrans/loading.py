@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from imgtrans.registry import BuildConfig, build, list_models
+from imgtrans.registry import BuildConfig, build, list_models, skip_initial_weights
 from imgtrans.train.checkpoint import load_checkpoint
 from imgtrans.zoo.pretrained import from_pretrained
 
@@ -17,7 +17,8 @@ def model_from_checkpoint(path: str | os.PathLike) -> nn.Module:
     """Rebuild the model a training checkpoint holds, with its weights."""
     checkpoint = load_checkpoint(path)
     config = BuildConfig.from_dict(checkpoint.meta["build_config"])
-    model = build(config.name, **config.arguments)
+    with skip_initial_weights():
+        model = build(config.name, **config.arguments)
     model.load_state_dict(checkpoint.section("model"), strict=True)
     return model
 

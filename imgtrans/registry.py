@@ -8,12 +8,15 @@ saved and rebuilt later without the caller knowing its architecture.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import fnmatch
 import inspect
+import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from torch import nn
 
@@ -112,6 +115,15 @@ class BuildConfig:
         return cls(data["name"], dict(data.get("arguments", {})))
 
 
+def json_form(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` as they read back from JSON (tuples become lists), so that a recorded
+    configuration equals its saved and reloaded copy; left as they are if not JSON-serialisable."""
+    try:
+        return json.loads(json.dumps(arguments))
+    except (TypeError, ValueError):
+        return dict(arguments)
+
+
 def build(name: str, pretrained: bool = False, weights: str | os.PathLike | None = None, **overrides: Any) -> nn.Module:
     """Build the registered part or model ``name``.
 
@@ -136,8 +148,31 @@ def build(name: str, pretrained: bool = False, weights: str | os.PathLike | None
         from imgtrans.zoo.resolver import read_pretrained
 
         state, parts, source = read_pretrained(name, weights)  # before building: a missing file fails fast
-    model = item.target(**arguments)
-    model.build_config = BuildConfig(name, arguments)
+    with skip_initial_weights() if pretrained or weights is not None else contextlib.nullcontext():
+        model = item.target(**arguments)
+    model.build_config = BuildConfig(name, json_form(arguments))
     if pretrained or weights is not None:
         load_weights(model, state, parts, str(source))
     return model
+
+
+_FETCH_INITIAL_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("imgtrans_initial_weights", default=True)
+
+
+@contextlib.contextmanager
+def skip_initial_weights() -> Iterator[None]:
+    """Build parts without fetching their own pretrained weights (a pretrained encoder, say).
+
+    Used whenever a state dict is about to replace every weight anyway (loading a saved model or
+    a checkpoint), so that rebuilding it never downloads, nor needs a file that has moved.
+    """
+    token = _FETCH_INITIAL_WEIGHTS.set(False)
+    try:
+        yield
+    finally:
+        _FETCH_INITIAL_WEIGHTS.reset(token)
+
+
+def fetch_initial_weights() -> bool:
+    """Whether parts may fetch their own pretrained weights (``False`` inside [skip_initial_weights][imgtrans.registry.skip_initial_weights])."""
+    return _FETCH_INITIAL_WEIGHTS.get()

@@ -87,7 +87,7 @@ def test_users_register_their_own_parts():
 
     assert entry("test-tiny-generator").description == "a 1x1 conv"
     # ...and swap them into pix2pix by name
-    model = imgtrans.build("pix2pix-facades", generator="test-tiny-generator", generator_args={}, in_channels=1)
+    model = imgtrans.build("pix2pix-facades", generator="test-tiny-generator", in_channels=1)
     assert isinstance(model.generator, Tiny) and model.generator.conv.in_channels == 1
     with pytest.raises(ValueError, match="already registered"):
         imgtrans.register("test-tiny-generator", Tiny)

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 import imgtrans
 from imgtrans.models.pix2pix import pix2pix
-from imgtrans.registry import entry
+from imgtrans.registry import entry, skip_initial_weights
 from imgtrans.zoo import CorruptWeightsError, from_pretrained, push_to_hub, save_pretrained
 
 from conftest import shared_path
@@ -18,7 +18,7 @@ from zoo_fixtures import hub_server, zoo_env  # noqa: F401  (fixtures)
 
 PARTS = [name for name in imgtrans.list_models() if entry(name).target is not pix2pix]
 TINY_PIX2PIX = {
-    "generator_args": {"base_channels": 4, "dropout_layout": "reference"},
+    "generator_args": {"base_channels": 4},
     "discriminator_args": {"base_channels": 4},
 }
 
@@ -26,7 +26,8 @@ TINY_PIX2PIX = {
 def tiny(name: str) -> torch.nn.Module:
     """``name`` at a small width, its weights and running statistics randomised."""
     overrides = {"base_channels": 4} if "base_channels" in entry(name).parameters() else {}
-    model = imgtrans.build(name, **overrides)
+    with skip_initial_weights():  # parts with pretrained backbones: no download, random weights
+        model = imgtrans.build(name, **overrides)
     randomise(model)
     return model.eval()
 
@@ -36,7 +37,8 @@ def randomise(model: torch.nn.Module) -> None:
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
             if tensor.is_floating_point():
-                tensor.copy_(torch.rand_like(tensor) + 0.5 if key.endswith("running_var") else torch.randn_like(tensor))
+                # perturb every element, keeping scales sane so deep backbones stay finite
+                tensor.mul_(1 + 0.1 * torch.rand_like(tensor)).add_(0 if key.endswith("running_var") else 0.01 * torch.randn_like(tensor))
 
 
 def example_input(model: torch.nn.Module) -> torch.Tensor:
@@ -57,8 +59,10 @@ def test_round_trip_reproduces_every_part_exactly(name, tmp_path):
     loaded = from_pretrained(folder).eval()
     assert type(loaded) is type(model) and loaded.build_config == model.build_config
     assert loaded.untrained_parts == ()
+    inputs = (x, x.flip(-1)) if "target" in inspect.signature(model.forward).parameters else (x,)  # losses
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
+        expected = model(*inputs)
+        assert torch.isfinite(expected).all() and torch.equal(loaded(*inputs), expected)
 
 
 def test_round_trip_of_a_full_pix2pix_model(tmp_path):
@@ -74,7 +78,7 @@ def test_round_trip_of_a_full_pix2pix_model(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     config = json.loads((folder / "config.json").read_text())
     assert config["name"] == "pix2pix-facades"
-    assert config["arguments"]["generator_args"] == {"base_channels": 4, "dropout_layout": "reference"}
+    assert config["arguments"]["generator_args"] == {"base_channels": 4}
 
 
 def test_saving_the_generator_alone(tmp_path, caplog):

@@ -24,7 +24,7 @@ if NAME not in imgtrans.list_models():
         NAME,
         pix2pix,
         description="pix2pix at width 8, for the zoo's tests",
-        generator_args={"base_channels": 8, "dropout_layout": "reference"},
+        generator_args={"base_channels": 8},
         discriminator_args={"base_channels": 8},
     )
 

@@ -4,6 +4,7 @@ from imgtrans.blocks.conv import CDk, Ck, parse_notation, stack
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.patchgan import PatchDiscriminator
 from imgtrans.blocks.resnet import ResnetBlock, ResnetGenerator
+from imgtrans.blocks.timm_unet import TimmUNetGenerator
 from imgtrans.blocks.unet import UNetGenerator
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "PatchDiscriminator",
     "ResnetBlock",
     "ResnetGenerator",
+    "TimmUNetGenerator",
     "UNetGenerator",
     "init_weights",
     "parse_notation",

@@ -6,6 +6,13 @@ from imgtrans.blocks import PatchDiscriminator, ResnetGenerator, UNetGenerator
 from imgtrans.registry import register
 
 register("unet256", UNetGenerator, num_downs=8, description="U-Net generator, 8 downsamplings, for 256x256 (6.1.1)")
+register(
+    "unet256-reference",
+    UNetGenerator,
+    num_downs=8,
+    dropout_layout="reference",
+    description="U-Net 256 with the reference code's dropout placement (its published checkpoints)",
+)
 register("unet128", UNetGenerator, num_downs=7, description="U-Net generator, 7 downsamplings, for 128x128")
 register(
     "encoder-decoder256",

@@ -3,6 +3,9 @@ r"""The assembled pix2pix model: generator, discriminator and objective (paper s
 $G^* = \arg\min_G \max_D \mathcal{L}_{cGAN}(G, D) + \lambda \mathcal{L}_{L1}(G)$, with
 $\lambda = 100$, the discriminator's objective halved, and the generator trained with the
 non-saturating loss. Named configurations reproduce the paper's ablations (Tables 1-3).
+
+Beyond the paper, a perceptual term $\lambda_{perc} \mathcal{L}_{perc}(G)$ can be added to the
+generator's objective (see [imgtrans.losses.perceptual][]); it is off unless configured.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class Pix2Pix(nn.Module):
         gan_mode: adversarial loss, see [GANLoss][imgtrans.losses.GANLoss].
         lambda_l1: weight of the L1 term (100 in the paper; 0 for a GAN-only objective).
         conditional: whether the discriminator sees the input (cGAN) or not (GAN).
+        perceptual: an optional extra term of the generator's objective, called as
+            ``perceptual(fake, y)``, e.g. a [PerceptualLoss][imgtrans.losses.PerceptualLoss]; not in the paper.
+        lambda_perceptual: weight of the perceptual term (10, as pix2pixHD weights its VGG loss).
 
     One training step is ``fake = model(x)``, an update of D on
     [discriminator_loss][imgtrans.models.pix2pix.Pix2Pix.discriminator_loss], then an update of G on [generator_loss][imgtrans.models.pix2pix.Pix2Pix.generator_loss].
@@ -42,15 +48,22 @@ class Pix2Pix(nn.Module):
         gan_mode: GANMode = "vanilla",
         lambda_l1: float = 100.0,
         conditional: bool = True,
+        perceptual: nn.Module | None = None,
+        lambda_perceptual: float = 10.0,
     ) -> None:
         super().__init__()
-        if discriminator is None and lambda_l1 <= 0:
-            raise ValueError("a pix2pix model without a discriminator needs lambda_l1 > 0, or it has no objective")
+        if discriminator is None and lambda_l1 <= 0 and (perceptual is None or lambda_perceptual <= 0):
+            raise ValueError(
+                "a pix2pix model without a discriminator needs lambda_l1 > 0 (or a perceptual term), "
+                "or it has no objective"
+            )
         self.generator = generator
         self.discriminator = discriminator
         self.gan_loss = GANLoss(gan_mode)
         self.lambda_l1 = lambda_l1
         self.conditional = conditional
+        self.perceptual = perceptual
+        self.lambda_perceptual = lambda_perceptual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The generator's output ``G(x)`` (in the module's current train/eval mode)."""
@@ -89,7 +102,8 @@ class Pix2Pix(nn.Module):
     def generator_loss(self, x: torch.Tensor, y: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """``gan + lambda_l1 * l1`` for the generator's output ``fake = G(x)`` and target ``y``.
 
-        Returns ``loss`` (to back-propagate) and its terms ``gan`` and ``l1`` (unweighted).
+        With a perceptual term, ``+ lambda_perceptual * perceptual``. Returns ``loss`` (to
+        back-propagate) and its terms ``gan``, ``l1`` and ``perceptual`` (unweighted).
         """
         l1 = l1_loss(fake, y)
         loss = self.lambda_l1 * l1
@@ -98,6 +112,10 @@ class Pix2Pix(nn.Module):
             gan = self.gan_loss.generator(self.discriminator(self.discriminator_input(x, fake)))
             loss = loss + gan
             terms["gan"] = gan.detach()
+        if self.perceptual is not None:
+            perceptual = self.perceptual(fake, y)
+            loss = loss + self.lambda_perceptual * perceptual
+            terms["perceptual"] = perceptual.detach()
         return {"loss": loss, **terms}
 
     @torch.no_grad()
@@ -122,6 +140,9 @@ def pix2pix(
     gan_mode: GANMode = "vanilla",
     lambda_l1: float = 100.0,
     conditional: bool = True,
+    perceptual: str | None = None,
+    perceptual_args: dict[str, Any] | None = None,
+    lambda_perceptual: float = 10.0,
 ) -> Pix2Pix:
     """Assemble a [Pix2Pix][imgtrans.models.pix2pix.Pix2Pix] model from registered parts.
 
@@ -136,36 +157,50 @@ def pix2pix(
         gan_mode: adversarial loss (``vanilla`` in the paper).
         lambda_l1: weight of the L1 term.
         conditional: whether the discriminator sees the input as well as the output.
+        perceptual: registered name of a perceptual loss (``perceptual-vgg16``,
+            ``perceptual-timm``) to add to the generator's objective, or ``None`` (the paper).
+        perceptual_args: further arguments of the perceptual loss (``backbone``, ``layers``,
+            ``layer_weights``, ``pretrained_backbone``...).
+        lambda_perceptual: weight of the perceptual term.
     """
     g = build(generator, in_channels=in_channels, out_channels=out_channels, **(generator_args or {}))
     d = None
     if discriminator is not None:
         d_in = in_channels + out_channels if conditional else out_channels
         d = build(discriminator, in_channels=d_in, **(discriminator_args or {}))
-    return Pix2Pix(g, d, gan_mode=gan_mode, lambda_l1=lambda_l1, conditional=conditional)
+    p = None if perceptual is None else build(perceptual, in_channels=out_channels, **(perceptual_args or {}))
+    return Pix2Pix(
+        g,
+        d,
+        gan_mode=gan_mode,
+        lambda_l1=lambda_l1,
+        conditional=conditional,
+        perceptual=p,
+        lambda_perceptual=lambda_perceptual,
+    )
 
 
 CONFIGURATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "pix2pix-facades": (
         "pix2pix for CMP Facades, labels -> photo (BtoA): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator_args": {"dropout_layout": "reference"}},
+        {"generator": "unet256-reference"},
     ),
     # The other published reference models: the same architecture, trained on other data.
     "pix2pix-edges2shoes": (
         "pix2pix for edges -> shoes (AtoB, UT Zappos50K): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator_args": {"dropout_layout": "reference"}},
+        {"generator": "unet256-reference"},
     ),
     "pix2pix-sat2map": (
         "pix2pix for aerial photo -> map (AtoB, Google Maps): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator_args": {"dropout_layout": "reference"}},
+        {"generator": "unet256-reference"},
     ),
     "pix2pix-map2sat": (
         "pix2pix for map -> aerial photo (BtoA, Google Maps): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator_args": {"dropout_layout": "reference"}},
+        {"generator": "unet256-reference"},
     ),
     "pix2pix-day2night": (
         "pix2pix for day -> night (BtoA, Transient Attributes): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator_args": {"dropout_layout": "reference"}},
+        {"generator": "unet256-reference"},
     ),
     # Table 1: the objective.
     "pix2pix-l1": ("Table 1 ablation: L1 only (no discriminator)", {"discriminator": None}),

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from imgtrans.registry import build
+from imgtrans.registry import build, skip_initial_weights
 from imgtrans.zoo.download import file_sha256, hub_download, hub_endpoint, offline
 
 if TYPE_CHECKING:
@@ -131,7 +131,8 @@ def from_pretrained(directory_or_repo_id: str | os.PathLike, *, revision: str | 
             f"{directory_or_repo_id} is neither a folder nor a Hub repository id ('organisation/name')"
         )
     try:
-        model = build(config["name"], **config["arguments"])
+        with skip_initial_weights():
+            model = build(config["name"], **config["arguments"])
     except KeyError as error:
         raise KeyError(f"{error.args[0]} (from {source}: import the module that registers it first)") from None
     return load_weights(model, state, parts, str(source))
