@@ -29,7 +29,7 @@ DEMO_MODEL = {
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo", help="train pix2pix on embedded synthetic facades (CPU, ~2 minutes)")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
-    p.add_argument("--steps", type=int, default=600, help="training steps of batch 4 (default 600)")
+    p.add_argument("--steps", type=int, default=450, help="training steps of batch 4 (default 450)")
     p.add_argument("--size", type=int, default=128, help="image side (default 128)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(run=run)
