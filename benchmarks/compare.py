@@ -1,31 +1,65 @@
 #!/usr/bin/env python3
 """Run imgtrans and the textbook pix2pix alternately, in one run, and print the ratio.
 
-    python benchmarks/compare.py --mode train --size 256 --batch 1 --amp fp32 --rounds 3
+    python benchmarks/compare.py --mode train --size 256 --batch 1 --rounds 5
+    python benchmarks/compare.py --mode infer --size 1024 --batch 1 --compile
 
 Each round runs the textbook script (../shared/bench/textbook_pix2pix.py) and then imgtrans's
-benchmark in fresh processes, so both see the same machine state. Every run prints its JSON
-line; the last line is a summary with the median over rounds of each side's ms per iteration
-and textbook / imgtrans (above 1: imgtrans is faster).
+benchmark, each in a fresh process, so both see the same machine state. Every run prints its
+JSON line (the textbook's gains its FLOPs, GFLOP/s and peak memory, measured around it); the last
+line is a summary: the median over rounds of each side's ms per iteration, and
+``speedup = textbook / imgtrans`` (above 1: imgtrans is faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 HERE = Path(__file__).resolve().parent
 TEXTBOOK = Path(__file__).resolve().parents[2] / "shared" / "bench" / "textbook_pix2pix.py"
+# Runs the textbook script unchanged, then reports the process's peak resident memory.
+WRAPPER = (
+    "import json, resource, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+    "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))"
+)
 
 
-def run(command: list[str]) -> dict:
+def textbook_gflop(path: Path, mode: str, size: int, batch: int) -> float:
+    """FLOPs of one textbook iteration, counted on its own networks and step."""
+    spec = importlib.util.spec_from_file_location("textbook", path)
+    textbook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(textbook)
+    g, d = textbook.UNet256(), textbook.patch_gan()
+    x, y = torch.rand(batch, 3, size, size) * 2 - 1, torch.rand(batch, 3, size, size) * 2 - 1
+    bce = torch.nn.BCEWithLogitsLoss()
+    with FlopCounterMode(display=False) as counter:
+        if mode == "infer":
+            with torch.no_grad():
+                g.eval()(x)
+        else:
+            fake = g(x)
+            pf, pr = d(torch.cat([x, fake.detach()], 1)), d(torch.cat([x, y], 1))
+            (0.5 * (bce(pf, torch.zeros_like(pf)) + bce(pr, torch.ones_like(pr)))).backward()
+            pf = d(torch.cat([x, fake], 1))
+            (bce(pf, torch.ones_like(pf)) + 100 * (fake - y).abs().mean()).backward()
+    return counter.get_total_flops() / 1e9
+
+
+def json_lines(command: list[str]) -> dict:
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    record = json.loads(out.strip().splitlines()[-1])
-    print(json.dumps(record), flush=True)
+    record: dict = {}
+    for line in out.strip().splitlines():
+        if line.startswith("{"):
+            record.update(json.loads(line))
     return record
 
 
@@ -37,18 +71,36 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--amp", default="fp32", help="imgtrans's mixed precision (the textbook is always fp32)")
+    p.add_argument("--compile", action="store_true", help="imgtrans inference compiled with frozen weights")
     p.add_argument("--textbook", default=str(TEXTBOOK))
     a = p.parse_args()
     common = ["--mode", a.mode, "--size", str(a.size), "--batch", str(a.batch), "--iters", str(a.iters)]
+    ours_flags = ["--amp", a.amp] + (["--compile"] if a.compile else [])
+    gflop = textbook_gflop(Path(a.textbook), a.mode, a.size, a.batch)
     textbook, ours = [], []
     for _ in range(a.rounds):
-        textbook.append(run([sys.executable, a.textbook, *common])["ms_per_iter"])
-        ours.append(run([sys.executable, str(HERE / "pix2pix_step.py"), *common, "--amp", a.amp])["ms_per_iter"])
-    t, o = statistics.median(textbook), statistics.median(ours)
+        t = json_lines([sys.executable, "-c", WRAPPER, a.textbook, *common])
+        t.update(gflop_per_iter=round(gflop, 2), gflop_per_s=round(gflop * 1000 / t["ms_per_iter"], 1))
+        print(json.dumps(t), flush=True)
+        o = json_lines([sys.executable, str(HERE / "pix2pix_step.py"), *common, *ours_flags])
+        print(json.dumps(o), flush=True)
+        textbook.append(t)
+        ours.append(o)
+    t_ms = statistics.median(r["ms_per_iter"] for r in textbook)
+    o_ms = statistics.median(r["ms_per_iter"] for r in ours)
     print(json.dumps({
-        "what": f"{a.mode} size={a.size} batch={a.batch} imgtrans amp={a.amp} vs textbook fp32",
-        "textbook_ms": t, "imgtrans_ms": o, "textbook_img_per_s": round(a.batch * 1000 / t, 3),
-        "imgtrans_img_per_s": round(a.batch * 1000 / o, 3), "speedup": round(t / o, 3), "rounds": a.rounds,
+        "what": f"{a.mode} size={a.size} batch={a.batch}: imgtrans amp={a.amp}{' compiled' if a.compile else ''}"
+        " vs textbook fp32",
+        "textbook_ms": t_ms,
+        "imgtrans_ms": o_ms,
+        "textbook_img_per_s": round(a.batch * 1000 / t_ms, 3),
+        "imgtrans_img_per_s": round(a.batch * 1000 / o_ms, 3),
+        "speedup": round(t_ms / o_ms, 3),
+        "textbook_gflop_per_s": round(gflop * 1000 / t_ms, 1),
+        "imgtrans_gflop_per_s": round(ours[0]["gflop_per_iter"] * 1000 / o_ms, 1),
+        "textbook_peak_rss_mb": max(r["peak_rss_mb"] for r in textbook),
+        "imgtrans_peak_rss_mb": max(r["peak_rss_mb"] for r in ours),
+        "rounds": a.rounds,
     }))
 
 

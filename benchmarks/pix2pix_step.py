@@ -2,9 +2,11 @@
 """Time imgtrans's pix2pix training step (the trainer's own) or inference, as the textbook script does.
 
     python benchmarks/pix2pix_step.py --mode train --size 256 --batch 1 --amp fp32 --iters 5
+    python benchmarks/pix2pix_step.py --mode infer --size 256 --batch 8 --compile
 
 Same models (U-Net 256 + 70x70 PatchGAN), same random inputs in [-1, 1], same warm-up. Prints one
-JSON line with the mean and median ms per iteration, images/s and peak resident memory.
+JSON line: mean and median ms per iteration, images/s, FLOPs per iteration (counted with
+torch.utils.flop_counter), achieved GFLOP/s and peak resident memory of the process.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from imgtrans.data import SyntheticFacades
+from imgtrans.inference import compile_for_inference, translate
 from imgtrans.train import TrainConfig, Trainer
 
 
@@ -29,6 +33,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--amp", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--compile", action="store_true", help="infer: torch.compile with frozen weights")
     p.add_argument("--device", default="auto")
     a = p.parse_args()
     config = TrainConfig(model="pix2pix-facades", amp=a.amp, device=a.device, workers=0, out="/tmp/imgtrans-bench")
@@ -37,14 +42,17 @@ def main() -> None:
     x = torch.rand(a.batch, 3, a.size, a.size, device=device) * 2 - 1
     y = torch.rand(a.batch, 3, a.size, a.size, device=device) * 2 - 1
     batch = {"input": x, "target": y}
+    compiled = compile_for_inference(trainer.model) if a.compile and a.mode == "infer" else None
 
     def step() -> None:
         if a.mode == "train":
             trainer.train_step(batch)
-        else:
-            with trainer.autocast():
-                trainer.model.translate(x)
+            return
+        with trainer.autocast():
+            compiled(x) if compiled is not None else translate(trainer.model, x)
 
+    with FlopCounterMode(display=False) as counter:  # eager, outside the timing
+        trainer.train_step(batch) if a.mode == "train" else translate(trainer.model, x)
     times = []
     for i in range(a.warmup + a.iters):
         if device.type == "cuda":
@@ -56,11 +64,15 @@ def main() -> None:
         if i >= a.warmup:
             times.append(time.perf_counter() - start)
     mean, median = statistics.fmean(times), statistics.median(times)
+    gflop = counter.get_total_flops() / 1e9
     print(json.dumps({
-        "what": f"imgtrans pix2pix {a.mode} size={a.size} batch={a.batch} amp={a.amp} device={device.type}",
+        "what": f"imgtrans pix2pix {a.mode} size={a.size} batch={a.batch} amp={a.amp}"
+        + (" compiled" if compiled else "") + f" device={device.type}",
         "ms_per_iter": round(mean * 1000, 2),
         "median_ms": round(median * 1000, 2),
-        "img_per_s": round(a.batch / mean, 2),
+        "img_per_s": round(a.batch / mean, 3),
+        "gflop_per_iter": round(gflop, 2),
+        "gflop_per_s": round(gflop / median, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -66,3 +66,22 @@ def test_init_weights_follows_section_6_2():
     assert net[1].weight.mean().item() == pytest.approx(1.0, abs=2e-3)
     assert net[1].weight.std().item() == pytest.approx(0.02, rel=0.05)
     assert torch.all(net[1].bias == 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 1, 1), (2, 16, 3, 5), (4, 16, 8, 8), (1, 16, 40, 40)])  # last: usual path
+@pytest.mark.parametrize("kernel, stride, padding, bias", [(4, 2, 1, False), (4, 2, 1, True), (3, 1, 0, True)])
+def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, padding, bias):
+    from imgtrans.blocks.transposed import MatmulConvTranspose2d
+
+    ours = MatmulConvTranspose2d(16, 8, kernel, stride, padding, bias=bias)
+    theirs = nn.ConvTranspose2d(16, 8, kernel, stride, padding, bias=bias)
+    theirs.load_state_dict(ours.state_dict())
+    x1 = torch.randn(*shape, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    y1, y2 = ours(x1), theirs(x2)
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)

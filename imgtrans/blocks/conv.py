@@ -19,6 +19,7 @@ from typing import Any, Literal, Sequence
 from torch import nn
 
 from imgtrans.blocks.init import init_weights
+from imgtrans.blocks.transposed import MatmulConvTranspose2d
 
 Norm = Literal["batch", "instance", "none"]
 Activation = Literal["leaky", "relu", "none"]
@@ -92,7 +93,7 @@ class Ck(nn.Sequential):
     ) -> None:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
-        conv_type = nn.ConvTranspose2d if transposed else nn.Conv2d
+        conv_type = MatmulConvTranspose2d if transposed else nn.Conv2d
         padding = (kernel_size - 1) // 2
         layers: OrderedDict[str, nn.Module] = OrderedDict(
             conv=conv_type(

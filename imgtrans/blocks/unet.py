@@ -17,6 +17,7 @@ from torch import nn
 from imgtrans.blocks.conv import Ck, Norm, check_choice
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input, crop_padding, pad_to_multiple
+from imgtrans.blocks.transposed import MatmulConvTranspose2d
 
 DropoutLayout = Literal["paper", "reference"]
 
@@ -93,7 +94,7 @@ class UNetGenerator(nn.Module):
             )
             for j in range(last)
         )
-        self.final = nn.ConvTranspose2d(widths[0] * concat, out_channels, 4, 2, 1)
+        self.final = MatmulConvTranspose2d(widths[0] * concat, out_channels, 4, 2, 1)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

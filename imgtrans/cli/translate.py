@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from imgtrans.data.paired import IMAGE_EXTENSIONS, MODES, image_files, read_image, to_tensor
-from imgtrans.inference import generator_of, translate, translate_tiled
+from imgtrans.inference import compile_for_inference, generator_of, translate, translate_tiled
 from imgtrans.loading import load_model
 from imgtrans.train.samples import save_image
 from imgtrans.train.trainer import resolve_device
@@ -29,6 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles, in pixels")
     p.add_argument("--split", choices=["left", "right"], help="use one half of side-by-side (AB) images")
     p.add_argument("--paper-test-mode", action="store_true", help="dropout on and batch statistics (paper 3.3)")
+    p.add_argument("--compile", action="store_true", help="torch.compile with frozen weights (for many same-size images)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(run=run)
 
@@ -74,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
     files = input_files(args.inputs)
     writer = OutputFolder(Path(args.out))
 
+    if args.compile and args.paper_test_mode:
+        raise ValueError("--compile folds BatchNorm into the weights, which the paper's test mode cannot use; drop one")
+    compiled = compile_for_inference(model) if args.compile else None
+
     def fn(x: torch.Tensor) -> torch.Tensor:
+        if compiled is not None:
+            return compiled(x.to(device)).cpu()
         return translate(model, x.to(device), paper_test_mode=args.paper_test_mode).cpu()
 
     batch: list[tuple[Path, torch.Tensor]] = []

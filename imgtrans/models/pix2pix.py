@@ -93,7 +93,8 @@ class Pix2Pix(nn.Module):
             raise RuntimeError("this pix2pix model has no discriminator (an L1-only objective); skip its update")
         real_in = self.discriminator_input(x, y)
         fake_in = self.discriminator_input(x, fake.detach())
-        real_pred, fake_pred = self.discriminator(real_in), self.discriminator(fake_in)
+        # Losses in fp32 even when the networks run under autocast (bf16/fp16 logits).
+        real_pred, fake_pred = self.discriminator(real_in).float(), self.discriminator(fake_in).float()
         loss = 0.5 * self.gan_loss.discriminator(real_pred, fake_pred)
         if self.gan_loss.mode == "wgan":
             loss = loss + gradient_penalty(self.discriminator, real_in, fake_in)
@@ -105,15 +106,15 @@ class Pix2Pix(nn.Module):
         With a perceptual term, ``+ lambda_perceptual * perceptual``. Returns ``loss`` (to
         back-propagate) and its terms ``gan``, ``l1`` and ``perceptual`` (unweighted).
         """
-        l1 = l1_loss(fake, y)
+        l1 = l1_loss(fake.float(), y.float())
         loss = self.lambda_l1 * l1
         terms = {"l1": l1.detach()}
         if self.discriminator is not None:
-            gan = self.gan_loss.generator(self.discriminator(self.discriminator_input(x, fake)))
+            gan = self.gan_loss.generator(self.discriminator(self.discriminator_input(x, fake)).float())
             loss = loss + gan
             terms["gan"] = gan.detach()
         if self.perceptual is not None:
-            perceptual = self.perceptual(fake, y)
+            perceptual = self.perceptual(fake, y).float()
             loss = loss + self.lambda_perceptual * perceptual
             terms["perceptual"] = perceptual.detach()
         return {"loss": loss, **terms}
@@ -127,7 +128,6 @@ class Pix2Pix(nn.Module):
         own statistics (the model's state is left unchanged either way).
         """
         return inference.translate(self.generator, x, paper_test_mode=paper_test_mode)
-
 
 
 def pix2pix(

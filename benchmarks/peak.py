@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""This machine's arithmetic peak: large matrix products in fp32 and bf16, and one large convolution.
+
+    python benchmarks/peak.py
+
+Prints one JSON line per measurement (GFLOP/s, median of 5 after warm-up) and whether the CPU
+computes bfloat16 natively (oneDNN's check).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def gflops(fn, flop: float, repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return flop / statistics.median(times) / 1e9
+
+
+def main() -> None:
+    native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    n = 2048
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        size = n if dtype is torch.float32 or native_bf16 else 256  # emulated bf16 is very slow
+        a, b = a[:size, :size].contiguous(), b[:size, :size].contiguous()
+        print(json.dumps({"what": f"matmul {size}x{size} {str(dtype)[6:]}", "gflop_per_s": round(gflops(lambda: a @ b, 2 * size**3), 1)}))
+    x, w = torch.randn(1, 256, 32, 32), torch.randn(512, 256, 4, 4)
+    flop = 2 * 512 * 256 * 16 * 31 * 31
+    with torch.no_grad():
+        print(json.dumps({"what": "conv 256->512 4x4 at 32x32 (the PatchGAN's C512) fp32",
+                          "gflop_per_s": round(gflops(lambda: F.conv2d(x, w, padding=1), flop), 1)}))
+    print(json.dumps({"what": "cpu", "capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16,
+                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+
+
+if __name__ == "__main__":
+    main()

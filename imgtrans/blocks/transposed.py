@@ -1,0 +1,39 @@
+"""A transposed convolution that computes small inputs as one matrix product and an overlap-add.
+
+``ConvTranspose2d`` on the CPU goes through oneDNN, which reorders the weights on every call.
+In the U-Net decoder the deepest layers have large weights (1024 x 512 x 4 x 4 = 32 MB) and tiny
+inputs (1x1 to 8x8), so that reorder, not arithmetic, sets their speed. For such inputs the layer
+is computed directly from its definition: ``columns = W^T X`` (one matrix product) then
+``F.fold`` adds each column's 4x4 patch into the output (col2im). Measured on 2 CPU cores
+(fp32, forward + backward), this is 2 to 3 times faster up to 512 input pixels per batch and
+slower beyond, where the oneDNN path is kept. Both paths compute the same function; results
+agree to float rounding (about 1e-5).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MATMUL_MAX_PIXELS = 512  # batch x height x width of the input up to which the matmul path wins
+
+
+class MatmulConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` (same arguments, same parameters) with a faster path for small inputs.
+
+    The matmul path is taken for inputs of at most ``MATMUL_MAX_PIXELS`` pixels per batch when
+    the layer has no groups, dilation or output padding; otherwise the usual one.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        simple = self.groups == 1 and self.dilation == (1, 1) and self.output_padding == (0, 0) and output_size is None
+        n, _, h, w = x.shape
+        if not simple or n * h * w > MATMUL_MAX_PIXELS or x.device.type != "cpu":
+            return super().forward(x, output_size)
+        out_h = (h - 1) * self.stride[0] - 2 * self.padding[0] + self.kernel_size[0]
+        out_w = (w - 1) * self.stride[1] - 2 * self.padding[1] + self.kernel_size[1]
+        weight = self.weight.reshape(self.in_channels, -1).t()  # (out * kh * kw) x in
+        columns = torch.matmul(weight, x.reshape(n, self.in_channels, h * w))
+        y = F.fold(columns, (out_h, out_w), self.kernel_size, padding=self.padding, stride=self.stride)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
