@@ -16,7 +16,7 @@ import inspect
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from torch import nn
 
@@ -88,9 +88,15 @@ def entry(name: str) -> Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.4)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"no model called {name!r}.{hint} `imgtrans.list_models()` lists them all.") from None
+        raise KeyError(
+            f"no model called {name!r}.{did_you_mean(name, _REGISTRY)} `imgtrans.list_models()` lists them all."
+        ) from None
+
+
+def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """`` Did you mean 'a' or 'b'?`` for the known names closest to ``name``, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.4)
+    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 def list_models(pattern: str = "*") -> list[str]:

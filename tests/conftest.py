@@ -8,6 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+# A pix2pix-facades scaled down for fast tests: 5-down U-Net and 16x16 PatchGAN, width 4.
+TINY_MODEL = {
+    "generator": "unet128",
+    "generator_args": {"base_channels": 4, "num_downs": 5},
+    "discriminator": "patchgan16",
+    "discriminator_args": {"base_channels": 4},
+}
+
 SHARED = Path(os.environ.get("IMGTRANS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
 

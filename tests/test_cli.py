@@ -10,14 +10,9 @@ from imgtrans.cli import main
 from imgtrans.data import SyntheticFacades, write_ab_folder
 from imgtrans.loading import load_model
 
-TINY = json.dumps(
-    {
-        "generator": "unet128",
-        "generator_args": {"base_channels": 4, "num_downs": 5},
-        "discriminator": "patchgan16",
-        "discriminator_args": {"base_channels": 4},
-    }
-)
+from conftest import TINY_MODEL
+
+TINY = json.dumps(TINY_MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from PIL import Image
 from imgtrans.cli import main
 from imgtrans.data import SyntheticFacades, write_ab_folder
 
-TINY = json.dumps({"generator": "unet128", "generator_args": {"base_channels": 4, "num_downs": 5},
-                   "discriminator": "patchgan16", "discriminator_args": {"base_channels": 4}})  # fmt: skip
+from conftest import TINY_MODEL
+
+TINY = json.dumps(TINY_MODEL)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
+# Blocks fenced as "```python no-test" need the network (the zoo's downloads) and are not run here.
 SNIPPETS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
 
 

@@ -15,13 +15,9 @@ from imgtrans.train import NonFiniteLossError, TrainConfig, Trainer
 from imgtrans.train.checkpoint import load_checkpoint
 from imgtrans.train.trainer import lr_factor, native_cpu_bf16
 
+from conftest import TINY_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "generator": "unet128",
-    "generator_args": {"base_channels": 4, "num_downs": 5},
-    "discriminator": "patchgan16",
-    "discriminator_args": {"base_channels": 4},
-}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +28,7 @@ def ab_data(tmp_path_factory) -> Path:
 def config(out: Path, data: Path | None = None, **overrides) -> TrainConfig:
     settings = dict(
         model="pix2pix-facades",
-        model_args=TINY,
+        model_args=TINY_MODEL,
         data=str(data) if data else None,
         direction="BtoA",
         out=str(out),
@@ -172,12 +168,29 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     assert [p.name for p in trainer.checkpoint_path.parent.iterdir()] == ["last.safetensors"]
 
 
+def test_encoder_frozen_for_the_first_steps(tmp_path):
+    data = SyntheticFacades(4, 32, seed=0)
+    trainer = Trainer(config(tmp_path / "run", load_size=None, crop_size=None, freeze_encoder_steps=2), data, data)
+    encoder, decoder = trainer.model.generator.encoder, trainer.model.generator.decoder
+    start = {k: v.clone() for k, v in encoder.state_dict().items()}
+    decoder_start = [p.clone() for p in decoder.parameters()]
+    batch = {"input": torch.stack([data[i]["input"] for i in range(2)]), "target": torch.stack([data[i]["target"] for i in range(2)])}
+    for _ in range(2):
+        trainer.train_step(batch)
+        trainer.step += 1
+    assert states_equal(start, encoder.state_dict())  # weights and BatchNorm statistics untouched
+    assert not all(torch.equal(a, b) for a, b in zip(decoder_start, decoder.parameters()))
+    trainer.train_step(batch)
+    assert encoder.training and all(p.requires_grad for p in encoder.parameters())
+    assert not states_equal(start, encoder.state_dict())
+
+
 def test_resume_needs_a_checkpoint_of_the_same_model(tmp_path):
     data = SyntheticFacades(4, 32, seed=0)
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         Trainer(config(tmp_path / "run", load_size=None, crop_size=None), data, data).fit(resume=True)
     Trainer(config(tmp_path / "run", load_size=None, crop_size=None, max_steps=1), data, data).fit()
-    other = dict(TINY, discriminator="pixelgan")
+    other = dict(TINY_MODEL, discriminator="pixelgan")
     with pytest.raises(ValueError, match="holds a different model"):
         Trainer(config(tmp_path / "run", load_size=None, crop_size=None, model_args=other), data, data).fit(resume=True)
 

@@ -227,9 +227,8 @@ class Trainer:
         """One D update then one G update on ``batch`` (section 3.3)."""
         x, y = self._to_device(batch["input"]), self._to_device(batch["target"])
         net = self.net
-        encoder = getattr(self.model.generator, "encoder", None)
-        if self.config.freeze_encoder_steps and encoder is not None:
-            encoder.requires_grad_(self.step >= self.config.freeze_encoder_steps)
+        if self.config.freeze_encoder_steps:
+            self._freeze_encoder(self.step < self.config.freeze_encoder_steps)
         with self.autocast():
             fake = net(x)
         terms: dict[str, torch.Tensor] = {}
@@ -248,6 +247,17 @@ class Trainer:
         self.scaler.update()
         terms.update({f"g_{k}" if k != "loss" else "g_loss": v for k, v in g.items()})
         self._accumulate(terms, len(x))
+
+    def _freeze_encoder(self, frozen: bool) -> None:
+        """Freeze (or release) ``generator.encoder``: no gradients, and fixed BatchNorm statistics."""
+        encoder = getattr(self.model.generator, "encoder", None)
+        if not isinstance(encoder, nn.Module):
+            raise ValueError(
+                f"freeze_encoder_steps needs a generator with an `encoder` submodule; "
+                f"{type(self.model.generator).__name__} has none"
+            )
+        encoder.requires_grad_(not frozen)
+        encoder.train(not frozen)
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         optimizer = self.optimizers[name]

@@ -16,11 +16,11 @@ pix2pix model is freshly initialised.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from imgtrans.registry import did_you_mean, list_models
 from imgtrans.registry import entry as registry_entry
 
 REFERENCE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
@@ -129,8 +129,9 @@ def pretrained_entry(name: str) -> ZooEntry:
     try:
         return ZOO[name]
     except KeyError:
-        close = difflib.get_close_matches(name, ZOO, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, ZOO, n=1)
+        if name in list_models() and "pretrained_encoder" in registry_entry(name).parameters():
+            hint += " For this part's pretrained timm encoder, build it with pretrained_encoder=True instead."
         raise KeyError(
             f"no pretrained weights for {name!r}.{hint} The zoo has: {', '.join(sorted(ZOO))}; "
             "for other models pass weights=PATH (a save_pretrained folder, a .safetensors file or a reference .pth)."
