@@ -285,6 +285,7 @@ class BackboneInput(nn.Module):
         return cls(*normalization_stats(getattr(backbone, "pretrained_cfg", {}) or {}, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images in [-1, 1] to the backbone's normalised input."""
         return ((x + 1) / 2 - self.mean) / self.std
 
     def extra_repr(self) -> str:

@@ -74,6 +74,7 @@ class PatchDiscriminator(nn.Module):
         return size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One logit per patch, ``N x 1 x H' x W'``, for images ``N x in_channels x H x W``."""
         check_input(x, self.in_channels, type(self).__name__)
         if self.output_size(min(x.shape[-2:])) < 1:
             smallest = next(s for s in range(1, 4096) if self.output_size(s) >= 1)

@@ -43,6 +43,7 @@ class ResnetBlock(nn.Module):
         self.body = nn.Sequential(*body)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual connection: ``x + body(x)``."""
         return x + self.body(x)
 
 
@@ -87,6 +88,7 @@ class ResnetGenerator(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``N x in_channels x H x W`` images in [-1, 1] to ``N x out_channels x H x W`` in [-1, 1]."""
         check_input(x, self.in_channels, type(self).__name__)
         x, pad = pad_to_multiple(x, 4, minimum=8)
         x = self.up(self.blocks(self.down(self.stem(x))))

@@ -149,6 +149,7 @@ class TimmUNetGenerator(nn.Module):
         return self.feature_reductions[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``N x in_channels x H x W`` images in [-1, 1] to ``N x out_channels x H x W`` in [-1, 1]."""
         check_input(x, self.in_channels, type(self).__name__)
         x, pad = pad_to_multiple(x, self.multiple, minimum=2 * self.multiple)
         features = list(self.encoder(self.normalize(x)))

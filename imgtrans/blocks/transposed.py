@@ -27,6 +27,7 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        """As ``nn.ConvTranspose2d.forward``; small inputs take the matmul path."""
         simple = self.groups == 1 and self.dilation == (1, 1) and self.output_padding == (0, 0) and output_size is None
         n, _, h, w = x.shape
         if not simple or n * h * w > MATMUL_MAX_PIXELS or x.device.type != "cpu":

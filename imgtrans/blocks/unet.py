@@ -98,6 +98,7 @@ class UNetGenerator(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``N x in_channels x H x W`` images in [-1, 1] to ``N x out_channels x H x W`` in [-1, 1]."""
         check_input(x, self.in_channels, type(self).__name__)
         x, pad = pad_to_multiple(x, 2**self.num_downs)
         features = []
