@@ -124,6 +124,18 @@ def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path):
     assert states_equal(reference.model.state_dict(), rest.model.state_dict())
 
 
+def test_resume_after_a_crash_logs_each_step_once(tmp_path):
+    data = SyntheticFacades(6, 32, seed=0)
+    run = config(tmp_path / "run", load_size=None, crop_size=None, checkpoint_every=2, max_steps=3)
+    Trainer(run, data, data).fit()  # checkpoint at step 3, log up to step 3
+    log = tmp_path / "run" / "log.jsonl"
+    with log.open("a") as f:  # what a crash after two more steps leaves behind: their records, a cut line
+        f.write('{"step": 4, "g_l1": 0.5}\n{"step": 5, "g_l1": 0.4}\n{"step": 6, "g_')
+    Trainer(config(tmp_path / "run", load_size=None, crop_size=None), data, data).fit(resume=True)
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, 10))
+
+
 class Poisoned(torch.utils.data.Dataset):
     """Targets become NaN after ``after`` items."""
 

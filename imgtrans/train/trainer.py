@@ -69,6 +69,30 @@ def lr_factor(epochs: int, epochs_decay: int):
     return factor
 
 
+def trim_log(path: Path, step: int) -> None:
+    """Drop the log records after ``step`` (and a line cut short by a crash), atomically.
+
+    A resumed run trains the steps after its checkpoint again; without this, a run that crashed
+    after its last checkpoint would log those steps twice.
+    """
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
+    if len(kept) == len(lines):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+
+
+def _logged_step(line: str) -> int | None:
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 @dataclass
 class RunSummary:
     """What a finished (or interrupted) run left on disk."""
@@ -298,10 +322,12 @@ class Trainer:
         Returns where the checkpoint, sample grids and exported model are. Ctrl-C (or SIGTERM)
         finishes the current step, saves a checkpoint and returns with ``interrupted=True``.
         """
+        main = self.dist.is_main
         if resume:
             self.load(self.checkpoint_path)
+            if main:
+                trim_log(self.out / "log.jsonl", self.step)
         per_epoch, total = self.steps_per_epoch(), self.total_steps()
-        main = self.dist.is_main
         samples = [self.write_samples()] if main and self.step == 0 else []
         log = (self.out / "log.jsonl").open("a") if main else None
         bar = tqdm(total=total, initial=self.step, disable=not main, unit="step", dynamic_ncols=True)
