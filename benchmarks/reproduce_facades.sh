@@ -20,8 +20,9 @@ train() {  # config name -> run folder
 
 train pix2pix-l1-cgan & train pix2pix-l1 & wait
 train pix2pix-cgan & train pix2pix-l1-gan & wait
+train pix2pix-gan
 
-for config in pix2pix-l1 pix2pix-cgan pix2pix-l1-gan pix2pix-l1-cgan; do
+for config in pix2pix-l1 pix2pix-gan pix2pix-cgan pix2pix-l1-gan pix2pix-l1-cgan; do
   imgtrans eval "$out/$config" --data "$data/test" --direction BtoA --size 128 --out "$out/eval-$config" \
     | tee "$out/eval-$config.txt"
 done
