@@ -1,55 +1,113 @@
-"""A registry of named parts and models: ``register``, ``build`` and ``list_models``.
+"""The name table: each registered name, what it builds, with which defaults, and its published weights.
 
-Every entry is a class or function plus default arguments. ``build(name, **overrides)``
-calls it with the defaults updated by the overrides, checks the argument names against its
-signature first, and records what it built in ``model.build_config`` so that the model can be
-saved and rebuilt later without the caller knowing its architecture.
+A leaf module, as timm's ``_registry``: it imports nothing from imgtrans and builds nothing. An
+[Entry][imgtrans.registry.Entry] is a class or function plus default arguments, a description,
+the translation direction the configuration is meant for (when it has one) and, for the models
+whose weights were published, a [Published][imgtrans.registry.Published] record written next to
+the registration (see `imgtrans/models/pix2pix.py`). Building, validating and loading live in
+[imgtrans.config][] and [imgtrans.factory][].
+
+A target may declare two things about its arguments, as class (or function) attributes:
+
+- ``weight_arguments``: ``{name: neutral value}`` for the arguments that only choose initial
+  weights (``pretrained_encoder=False``, ``encoder_weights=None``). They are not architecture:
+  saved configurations leave them out, and a model rebuilt to receive a state dict gets the
+  neutral values, so that loading never downloads nor opens another file.
+- ``part_arguments``: ``{arguments key: name key}`` for arguments that configure a registered
+  part named by another argument (pix2pix's ``generator_args`` configure its ``generator``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import difflib
 import fnmatch
 import inspect
-import json
-import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Literal, Mapping, TypeVar
 
-from torch import nn
+T = TypeVar("T", bound=Callable[..., Any])
+Direction = Literal["AtoB", "BtoA"]
+DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
 
-T = TypeVar("T", bound=Callable[..., nn.Module])
+PAPER = (
+    "Isola, Zhu, Zhou, Efros, *Image-to-Image Translation with Conditional Adversarial Networks*, "
+    "CVPR 2017 ([arXiv:1611.07004](https://arxiv.org/abs/1611.07004))"
+)
+REFERENCE_REPOSITORY = "https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix"
+
+
+@dataclass(frozen=True)
+class Published:
+    """Weights published for a registered model: where they are, what they translate, and their terms.
+
+    Attributes:
+        task: what the model translates, e.g. ``"architectural labels -> photo"``.
+        dataset: the training data, with its origin.
+        reference_file: file name of a reference-implementation checkpoint, fetched from the
+            reference's address (``IMGTRANS_REFERENCE_URL`` picks a mirror) and converted.
+        reference_arch: the reference architecture of that checkpoint (``"unet256"``...).
+        part: the submodule of the built model that the published weights fill; ``None`` for all.
+        hub: ``(repo_id, revision, filename)`` of an imgtrans-format copy on the Hugging Face
+            Hub, pinned to a commit; used instead of ``reference_file`` when set.
+        sha256: checksum of the downloaded file, when published.
+        resolution: side of the square training crops, in pixels.
+        license: licence of the weights (the training data has its own terms).
+        source: who published them.
+        citation: what to cite.
+    """
+
+    task: str
+    dataset: str
+    reference_file: str | None = None
+    reference_arch: str = "unet256"
+    part: str | None = "generator"
+    hub: tuple[str, str, str] | None = None
+    sha256: str | None = None
+    resolution: int = 256
+    license: str = "bsd-2-clause"
+    source: str = f"reference PyTorch implementation, {REFERENCE_REPOSITORY}"
+    citation: str = PAPER
+
+    def __post_init__(self) -> None:
+        if self.hub is None and self.reference_file is None:
+            raise ValueError("published weights need a Hub source or a reference file")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered name: what it builds, with which defaults, and a one-line description."""
+    """A registered name: what it builds, its defaults, description, direction and published weights."""
 
     name: str
-    target: Callable[..., nn.Module]
+    target: Callable[..., Any]
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    direction: Direction | None = None
+    published: Published | None = None
+
+    @property
+    def weight_arguments(self) -> dict[str, Any]:
+        """Arguments that choose initial weights only, with their neutral values (see the module)."""
+        return dict(getattr(self.target, "weight_arguments", {}))
+
+    @property
+    def part_arguments(self) -> dict[str, str]:
+        """``{arguments key: name key}`` for the registered parts this target builds."""
+        return dict(getattr(self.target, "part_arguments", {}))
 
     def parameters(self) -> dict[str, inspect.Parameter]:
-        """The keyword arguments ``build`` accepts for this entry."""
+        """The keyword arguments the target accepts."""
         return dict(inspect.signature(self.target).parameters)
 
-    def arguments(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """The full argument set (signature defaults, entry defaults, overrides), checked."""
+    def arguments(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The full argument set (signature defaults, entry defaults, overrides); unknown names fail."""
         params = self.parameters()
         requested = {**self.defaults, **overrides}
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         unknown = [] if takes_any else [k for k in requested if k not in params]
         if unknown:
-            hints = "".join(
-                f"; did you mean {close[0]!r} for {k!r}?"
-                for k in unknown
-                if (close := difflib.get_close_matches(k, params, n=1))
-            )
+            hints = "".join(did_you_mean(k, params, n=1, cutoff=0.6, form=f"; did you mean {{}} for {k!r}?") for k in unknown)
             raise TypeError(
-                f"{self.name!r} has no argument {', '.join(map(repr, unknown))}{hints} "
+                f"{self.name!r} has no argument {', '.join(map(repr, unknown))}{hints}. "
                 f"Its arguments are: {', '.join(params)}."
             )
         bound = inspect.signature(self.target).bind(**requested)
@@ -57,128 +115,76 @@ class Entry:
         return dict(bound.arguments)
 
 
-_REGISTRY: dict[str, Entry] = {}
+_ENTRIES: dict[str, Entry] = {}
 
 
-def register(name: str, target: T | None = None, *, description: str = "", **defaults: Any):
+def register(
+    name: str,
+    target: T | None = None,
+    *,
+    description: str = "",
+    direction: Direction | None = None,
+    published: Published | None = None,
+    **defaults: Any,
+):
     """Register ``target`` (a class or a function returning a module) under ``name``.
 
-    Use as a decorator, ``@register("my-generator")``, or call it with a target to register
-    one class several times with different defaults::
+    Use as a decorator, ``@register("my-generator")``, or call it with a target to register one
+    class several times with different defaults::
 
         register("unet128", UNetGenerator, num_downs=7, description="U-Net for 128x128")
 
-    ``description`` defaults to the first line of the target's docstring.
+    Args:
+        name: the name to build it by.
+        target: the class or function; omitted when used as a decorator.
+        description: one line for listings; defaults to the first line of the target's docstring.
+        direction: ``"AtoB"`` or ``"BtoA"`` when the configuration is meant for one dataset
+            layout (which half of its AB images is the input); ``None`` otherwise.
+        published: the weights published for it, if any.
+        **defaults: arguments that replace the target's own defaults.
     """
+    if direction is not None and direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
 
     def add(target: T) -> T:
-        if name in _REGISTRY:
+        if name in _ENTRIES:
             raise ValueError(f"{name!r} is already registered; choose another name")
         doc = (inspect.getdoc(target) or "").split("\n")[0]
-        item = Entry(name, target, dict(defaults), description or doc)
+        item = Entry(name, target, dict(defaults), description or doc, direction, published)
         item.arguments({})  # the defaults must fit the signature
-        _REGISTRY[name] = item
+        _ENTRIES[name] = item
         return target
 
     return add if target is None else add(target)
 
 
 def entry(name: str) -> Entry:
-    """The registry entry called ``name``; unknown names fail with the closest known ones."""
+    """The entry called ``name``; an unknown name fails with the closest known ones."""
     try:
-        return _REGISTRY[name]
-    except KeyError:
+        return _ENTRIES[name]
+    except (KeyError, TypeError):
         raise KeyError(
-            f"no model called {name!r}.{did_you_mean(name, _REGISTRY)} `imgtrans.list_models()` lists them all."
+            f"no model called {name!r}.{did_you_mean(str(name), _ENTRIES)} "
+            "`imgtrans models` (or imgtrans.list_models()) lists them all."
         ) from None
 
 
-def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str:
-    """`` Did you mean 'a' or 'b'?`` for the known names closest to ``name``, or an empty string."""
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.4)
-    return f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (``"pix2pix-*"``), sorted.
 
-
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (``"pix2pix-*"``), sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    """What [build][imgtrans.registry.build] was asked for: enough to rebuild the same architecture."""
-
-    name: str
-    arguments: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable form (see `from_dict`)."""
-        return {"name": self.name, "arguments": self.arguments}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BuildConfig":
-        """Read the output of `to_dict`."""
-        return cls(data["name"], dict(data.get("arguments", {})))
-
-
-def json_form(arguments: dict[str, Any]) -> dict[str, Any]:
-    """``arguments`` as they read back from JSON (tuples become lists), so that a recorded
-    configuration equals its saved and reloaded copy; left as they are if not JSON-serialisable."""
-    try:
-        return json.loads(json.dumps(arguments))
-    except (TypeError, ValueError):
-        return dict(arguments)
-
-
-def build(name: str, pretrained: bool = False, weights: str | os.PathLike | None = None, **overrides: Any) -> nn.Module:
-    """Build the registered part or model ``name``.
-
-    Args:
-        name: a name from [list_models][imgtrans.registry.list_models], e.g. ``"unet256"`` or ``"pix2pix-facades"``.
-        pretrained: load the zoo's weights for ``name`` (see [the zoo][imgtrans.zoo.resolver]):
-            from the cache, else downloaded once and cached as safetensors.
-        weights: load these weights instead of the zoo's: a save_pretrained folder, a
-            ``.safetensors`` file or a reference ``.pth``. Giving ``weights`` implies ``pretrained``.
-        **overrides: constructor arguments that replace the entry's defaults
-            (``in_channels``, ``base_channels``, ``norm``, ...).
-
-    Returns:
-        The module, with ``build_config`` recording ``name`` and the full arguments. Pretrained
-        models also carry ``untrained_parts``: the submodules the weights do not cover (the
-        published pix2pix weights hold the generator only, so that is ``("discriminator",)``).
+    With ``pretrained=True``, only the names with published weights.
     """
-    item = entry(name)
-    arguments = item.arguments(overrides)
-    if pretrained or weights is not None:
-        from imgtrans.zoo.pretrained import load_weights
-        from imgtrans.zoo.resolver import read_pretrained
-
-        state, parts, source = read_pretrained(name, weights)  # before building: a missing file fails fast
-    with skip_initial_weights() if pretrained or weights is not None else contextlib.nullcontext():
-        model = item.target(**arguments)
-    model.build_config = BuildConfig(name, json_form(arguments))
-    if pretrained or weights is not None:
-        load_weights(model, state, parts, str(source))
-    return model
+    return sorted(
+        n for n, e in _ENTRIES.items() if fnmatch.fnmatchcase(n, pattern) and (e.published or not pretrained)
+    )
 
 
-_FETCH_INITIAL_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("imgtrans_initial_weights", default=True)
+def did_you_mean(
+    name: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.4, form: str = " Did you mean {}?"
+) -> str:
+    """``form`` filled with the known names closest to ``name`` (``'a' or 'b'``), or ``""``.
 
-
-@contextlib.contextmanager
-def skip_initial_weights() -> Iterator[None]:
-    """Build parts without fetching their own pretrained weights (a pretrained encoder, say).
-
-    Used whenever a state dict is about to replace every weight anyway (loading a saved model or
-    a checkpoint), so that rebuilding it never downloads, nor needs a file that has moved.
+    The one place imgtrans suggests names: models, arguments, timm backbones, datasets.
     """
-    token = _FETCH_INITIAL_WEIGHTS.set(False)
-    try:
-        yield
-    finally:
-        _FETCH_INITIAL_WEIGHTS.reset(token)
-
-
-def fetch_initial_weights() -> bool:
-    """Whether parts may fetch their own pretrained weights (``False`` inside [skip_initial_weights][imgtrans.registry.skip_initial_weights])."""
-    return _FETCH_INITIAL_WEIGHTS.get()
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=cutoff)
+    return form.format(" or ".join(map(repr, close))) if close else ""

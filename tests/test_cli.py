@@ -8,7 +8,7 @@ from PIL import Image
 
 from imgtrans.cli import main
 from imgtrans.data import SyntheticFacades, write_ab_folder
-from imgtrans.loading import load_model
+from imgtrans.factory import load as load_model
 
 from conftest import TINY_MODEL
 
@@ -43,15 +43,16 @@ def test_train_then_resume_from_the_command_line(tmp_path, data, capsys):
     assert steps == [1, 2, 3, 4]
 
 
-def test_epochs_split_into_constant_and_decay(tmp_path, data):
-    from imgtrans.cli.train import config_from_args
+def test_flags_and_settings_mean_the_same(tmp_path, data):
     from imgtrans.cli import build_parser
+    from imgtrans.cli.train import config_from_args
 
     args = build_parser().parse_args(train_args(data, tmp_path, "--epochs", "10"))
     config = config_from_args(args)
-    assert (config.epochs, config.epochs_decay) == (5, 5)
-    args = build_parser().parse_args(train_args(data, tmp_path, "--epochs", "10", "--epochs-decay", "2"))
-    assert (config_from_args(args).epochs, config_from_args(args).epochs_decay) == (8, 2)
+    assert (config.epochs, config.decay_epochs) == (10, 5)  # --epochs is epochs in all, as TrainConfig.epochs
+    args = build_parser().parse_args(train_args(data, tmp_path, "--epochs", "10", "--epochs-decay", "2", "--no-flip"))
+    config = config_from_args(args)
+    assert (config.epochs, config.epochs_decay, config.flip, config.batch_size) == (10, 2, False, 2)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_epochs_split_into_constant_and_decay(tmp_path, data):
         (["train", "pix2pix-nope", "--data", "."], "not a pix2pix configuration"),
         (["train", "pix2pix-facades"], "--data is required"),
         (["train", "--resume", "--out", "/nonexistent/run"], "nothing to resume"),
-        (["translate", "/nonexistent/model", "x.png", "--out", "o"], "neither a file, a folder, nor a registered"),
+        (["translate", "/nonexistent/model", "x.png", "--out", "o"], "neither a file, a folder, nor a published model"),
     ],
 )
 def test_user_errors_are_one_line_with_status_2(argv, message, capsys):

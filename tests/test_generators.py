@@ -86,5 +86,5 @@ def test_wrong_channels_say_what_to_do(make):
 
 
 def test_num_downs_must_be_meaningful():
-    with pytest.raises(ValueError, match="num_downs must be at least 5"):
+    with pytest.raises(ValueError, match="num_downs must be between 5 and 12; got"):
         UNetGenerator(num_downs=3)

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 import imgtrans
-from imgtrans.registry import BuildConfig, entry
+from imgtrans.config import ModelConfig
+from imgtrans.registry import entry
 
 PARTS = {
     "unet256": "generator",
@@ -46,7 +47,7 @@ def test_overrides_use_constructor_names_and_are_recorded():
     model = imgtrans.build("unet128", in_channels=1, out_channels=2, base_channels=8, norm="instance")
     assert model.num_downs == 7 and model.in_channels == 1
     assert isinstance(model.encoder[1].norm, nn.InstanceNorm2d)
-    assert model.build_config == BuildConfig(
+    assert model.config == ModelConfig(
         "unet128",
         {
             "in_channels": 1,
@@ -59,7 +60,7 @@ def test_overrides_use_constructor_names_and_are_recorded():
             "dropout_layout": "paper",
         },
     )
-    rebuilt = imgtrans.build(model.build_config.name, **model.build_config.arguments)
+    rebuilt = imgtrans.build(model.config.name, **model.config.arguments)
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
 
 

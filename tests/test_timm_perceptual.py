@@ -79,7 +79,7 @@ def test_pix2pix_with_a_timm_generator_and_the_perceptual_term():
         lambda_perceptual=5.0,
         **SMALL_D,
     )
-    json.dumps(model.build_config.to_dict())  # saved models can rebuild themselves
+    json.dumps(model.config.to_dict())  # saved models can rebuild themselves
     x, y = torch.rand(1, 3, 40, 56) * 2 - 1, torch.rand(1, 3, 40, 56) * 2 - 1
     fake = model(x)
     model.discriminator_loss(x, y, fake)["loss"].backward()

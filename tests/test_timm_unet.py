@@ -121,7 +121,7 @@ def test_unknown_encoder_suggests_timm_names():
 
 def test_build_config_is_json_and_rebuilds_the_same_architecture():
     g = imgtrans.build("unet-timm", encoder="efficientnet_b0", out_channels=1, norm="instance", dropout=0.0)
-    config = json.loads(json.dumps(g.build_config.to_dict()))
+    config = json.loads(json.dumps(g.config.to_dict()))
     rebuilt = imgtrans.build(config["name"], **config["arguments"])
     assert rebuilt.encoder_name == "efficientnet_b0" and isinstance(rebuilt.decoder[0].norm, nn.InstanceNorm2d)
     assert not any(isinstance(m, nn.Dropout) for m in rebuilt.modules())

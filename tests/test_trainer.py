@@ -10,10 +10,11 @@ import torch
 from safetensors.torch import load_file
 
 from imgtrans.data import SyntheticFacades, write_ab_folder
-from imgtrans.loading import load_model
+from imgtrans.factory import load as load_model
 from imgtrans.train import NonFiniteLossError, TrainConfig, Trainer
-from imgtrans.train.checkpoint import load_checkpoint
-from imgtrans.train.trainer import lr_factor, native_cpu_bf16
+from imgtrans.checkpoint import load_checkpoint
+from imgtrans.devices import native_cpu_bf16
+from imgtrans.train.trainer import lr_factor
 
 from conftest import TINY_MODEL
 
@@ -32,7 +33,7 @@ def config(out: Path, data: Path | None = None, **overrides) -> TrainConfig:
         data=str(data) if data else None,
         direction="BtoA",
         out=str(out),
-        epochs=1,
+        epochs=3,
         epochs_decay=2,
         batch_size=2,
         load_size=36,
@@ -66,7 +67,7 @@ def test_training_writes_log_samples_checkpoint_and_model(tmp_path, ab_data):
     assert [r["lr"] for r in lines[2::3]] == pytest.approx([2e-4, 2e-4 * 2 / 3, 2e-4 / 3])  # 1 + 2 decay epochs
     assert [p.name for p in summary.samples] == ["step-000000.png", "step-000003.png", "step-000006.png", "step-000009.png"]
     meta = load_checkpoint(summary.checkpoint).meta
-    assert meta["step"] == 9 and meta["build_config"]["name"] == "pix2pix-facades"
+    assert meta["step"] == 9 and meta["model"]["name"] == "pix2pix-facades"
     exported = load_model(summary.out).eval()
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     torch.testing.assert_close(exported.translate(x), trainer.model.translate(x), rtol=0, atol=0)
@@ -173,7 +174,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("imgtrans.train.checkpoint.save_file", disk_full)
+    monkeypatch.setattr("imgtrans.checkpoint.save_file", disk_full)
     with pytest.raises(OSError, match="No space left"):
         trainer.save()
     assert trainer.checkpoint_path.read_bytes() == good

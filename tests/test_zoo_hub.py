@@ -2,17 +2,20 @@
 the Hub's cache layout afterwards, offline mode, and the faults."""
 
 import hashlib
-import time
 from dataclasses import replace
+import time
 
 import pytest
 import torch
 
 import imgtrans
 from imgtrans.cli import main
-from imgtrans.zoo import ZOO, CorruptWeightsError, DownloadError, HubSource, ZooEntry, from_pretrained, save_pretrained
+from imgtrans.factory import from_pretrained, save_pretrained
+from imgtrans.hub import DownloadError
+from imgtrans.registry import Published
+from imgtrans.weights import CorruptWeightsError
 
-from zoo_fixtures import closed_port, hub_server, silent_port, zoo_env  # noqa: F401  (fixtures)
+from zoo_fixtures import closed_port, hub_server, hub_settings, publish, silent_port, zoo_env  # noqa: F401
 
 NAME = "test-zoo-hub-unet"
 COMMIT = "0123456789abcdef" * 2 + "01234567"
@@ -23,14 +26,13 @@ if NAME not in imgtrans.list_models():
 @pytest.fixture
 def published(zoo_env, hub_server, tmp_path, monkeypatch):
     """A small model published on the local Hub as ``imgtrans-test/unet`` and a zoo entry pinned to it."""
-    monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+    hub_settings(monkeypatch, endpoint=hub_server.url)
     model = imgtrans.build(NAME).eval()
     folder = save_pretrained(model, tmp_path / "published")
     hub_server.publish("imgtrans-test/unet", folder, COMMIT)
     digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
-    hub = HubSource("imgtrans-test/unet", COMMIT)
-    item = ZooEntry(NAME, task="noise -> noise", direction="AtoB", dataset="none", hub=hub, sha256=digest)
-    monkeypatch.setitem(ZOO, NAME, item)
+    item = Published(task="noise -> noise", dataset="none", hub=("imgtrans-test/unet", COMMIT, "model.safetensors"), sha256=digest, part=None)
+    publish(monkeypatch, NAME, item)
     return model, item
 
 
@@ -52,7 +54,7 @@ def test_from_pretrained_reads_a_hub_repository_then_works_offline(published, zo
                       r"http://127.0.0.1:\d+: ConnectError.*; using the copy in the Hub cache"):
         assert torch.equal(outputs(from_pretrained("imgtrans-test/unet")), outputs(model))
     assert torch.equal(outputs(from_pretrained("imgtrans-test/unet", revision=COMMIT)), outputs(model))  # pinned
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_settings(monkeypatch, offline=True)
     assert torch.equal(outputs(from_pretrained("imgtrans-test/unet")), outputs(model))
 
 
@@ -61,7 +63,7 @@ def test_a_zoo_entry_with_a_hub_source(published, zoo_env, hub_server, monkeypat
     assert torch.equal(outputs(imgtrans.build(NAME, pretrained=True)), outputs(model))
     assert hub_server.requests[-1] == ("GET", f"/imgtrans-test/unet/resolve/{COMMIT}/model.safetensors")
     hub_server.stop()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_settings(monkeypatch, offline=True)
     assert torch.equal(outputs(imgtrans.build(NAME, pretrained=True)), outputs(model))
     assert main(["zoo", "info", NAME]) == 0
     info = capsys.readouterr().out
@@ -70,7 +72,7 @@ def test_a_zoo_entry_with_a_hub_source(published, zoo_env, hub_server, monkeypat
 
 
 def test_offline_without_a_cached_copy_says_what_to_do(published, hub_server, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_settings(monkeypatch, offline=True)
     start = time.monotonic()
     with pytest.raises(DownloadError) as error:
         imgtrans.build(NAME, pretrained=True)
@@ -85,7 +87,7 @@ def test_offline_without_a_cached_copy_says_what_to_do(published, hub_server, mo
 
 
 def test_an_unreachable_hub_fails_fast(published, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    hub_settings(monkeypatch, endpoint=f"http://127.0.0.1:{closed_port()}")
     start = time.monotonic()
     with pytest.raises(DownloadError, match=r"cannot download model.safetensors of imgtrans-test/unet .*ConnectError"):
         imgtrans.build(NAME, pretrained=True)
@@ -93,8 +95,8 @@ def test_an_unreachable_hub_fails_fast(published, monkeypatch):
 
 
 def test_a_hub_that_never_answers_times_out(published, silent_port, monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{silent_port}")
-    monkeypatch.setenv("IMGTRANS_DOWNLOAD_TIMEOUT", "0.5")
+    hub_settings(monkeypatch, endpoint=f"http://127.0.0.1:{silent_port}")
+    hub_settings(monkeypatch, timeout=0.5)
     start = time.monotonic()
     with pytest.raises(DownloadError, match=r"cannot download config.json of imgtrans-test/unet .*Timeout"):
         from_pretrained("imgtrans-test/unet")
@@ -110,7 +112,7 @@ def test_missing_repository_or_file(published):
 
 def test_a_checksum_mismatch_downloads_again_then_fails(published, hub_server, monkeypatch):
     _, item = published
-    monkeypatch.setitem(ZOO, NAME, replace(item, sha256="f" * 64))
+    publish(monkeypatch, NAME, replace(item, sha256="f" * 64))
     with pytest.warns(UserWarning, match="downloading it again"):
         with pytest.raises(CorruptWeightsError, match=r"is corrupted: its SHA-256 is \w{64}, expected f{64}"):
             imgtrans.build(NAME, pretrained=True)

@@ -13,10 +13,11 @@ from safetensors.torch import load_file
 import imgtrans
 from imgtrans.cli import main
 from imgtrans.models.pix2pix import pix2pix
-from imgtrans.zoo import ZOO, DownloadError, ZooEntry
+from imgtrans.hub import DownloadError, reference_url
+from imgtrans.registry import Published
 
 from conftest import shared_path
-from zoo_fixtures import closed_port, file_server, silent_port, zoo_env  # noqa: F401  (fixtures)
+from zoo_fixtures import closed_port, file_server, hub_settings, publish, silent_port, zoo_env  # noqa: F401
 
 NAME = "test-zoo-reference-f8"  # a pix2pix at the width of ../shared/reference/unet256-f8.pth
 if NAME not in imgtrans.list_models():
@@ -44,15 +45,13 @@ def zoo(zoo_env, file_server, checkpoint, monkeypatch):
     """A zoo entry whose reference file is served by ``file_server`` (the mirror variable points at it)."""
     file_server.files["unet256-f8.pth"] = checkpoint
     monkeypatch.setenv("IMGTRANS_REFERENCE_URL", file_server.url + "/")
-    item = ZooEntry(
-        NAME,
+    item = Published(
         task="labels -> photo",
-        direction="BtoA",
         dataset="a test",
         reference_file="unet256-f8.pth",
         sha256=hashlib.sha256(checkpoint).hexdigest(),
     )
-    monkeypatch.setitem(ZOO, NAME, item)
+    publish(monkeypatch, NAME, item, "BtoA")
     return item
 
 
@@ -72,7 +71,7 @@ def test_download_convert_cache_and_reload_offline(zoo, zoo_env, file_server, go
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a cached load must read only safetensors"))
     again = imgtrans.build(NAME, pretrained=True)
     assert torch.equal(again.translate(golden["input"]), model.translate(golden["input"]))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_settings(monkeypatch, offline=True)
     assert imgtrans.build(NAME, pretrained=True).untrained_parts == ("discriminator",)
 
 
@@ -83,7 +82,7 @@ def test_the_command_line(zoo, zoo_env, capsys):
     assert capsys.readouterr().out.strip() == str(cache(zoo_env) / "model.safetensors")
     assert main(["zoo", "info", NAME]) == 0
     info = capsys.readouterr().out
-    assert f"{zoo.url}" in info and f"{cache(zoo_env)} (cached)" in info and zoo.sha256 in info
+    assert reference_url(zoo.reference_file) in info and f"{cache(zoo_env)} (cached)" in info and zoo.sha256 in info
     assert main(["zoo", "info", "pix2pix-facade"]) == 2
     assert "Did you mean 'pix2pix-facades'" in capsys.readouterr().err
 
@@ -109,7 +108,7 @@ def test_a_truncated_download_leaves_nothing_and_the_next_call_recovers(zoo, zoo
 
 
 def test_a_checksum_mismatch_is_refused(zoo, zoo_env, monkeypatch):
-    monkeypatch.setitem(ZOO, NAME, replace(zoo, sha256="0" * 64))
+    publish(monkeypatch, NAME, replace(zoo, sha256="0" * 64), "BtoA")
     expected = r"checksum mismatch for .*unet256-f8.pth: its SHA-256 is \w{64}, expected 0{64}"
     with pytest.raises(DownloadError, match=expected):
         imgtrans.build(NAME, pretrained=True)
@@ -125,7 +124,7 @@ def test_a_checkpoint_that_needs_pickle_is_refused_and_removed(zoo, zoo_env, fil
                                                                 monkeypatch):
     torch.save({"weight": torch.zeros(1), "payload": Payload()}, tmp_path / "evil.pth")
     file_server.files["unet256-f8.pth"] = (tmp_path / "evil.pth").read_bytes()
-    monkeypatch.setitem(ZOO, NAME, replace(zoo, sha256=None))
+    publish(monkeypatch, NAME, replace(zoo, sha256=None), "BtoA")
     with pytest.raises(ValueError, match=r"holds more than tensors .*\n.*unet256-f8.pth was removed; the next call"):
         imgtrans.build(NAME, pretrained=True)
     assert "pickled code ran" not in capsys.readouterr().out
@@ -135,9 +134,9 @@ def test_a_checkpoint_that_needs_pickle_is_refused_and_removed(zoo, zoo_env, fil
 def test_a_checkpoint_that_does_not_fit_lists_the_keys(zoo, zoo_env, monkeypatch):
     if "test-zoo-reference-f16" not in imgtrans.list_models():
         imgtrans.register("test-zoo-reference-f16", pix2pix, generator_args={"base_channels": 16})
-    monkeypatch.setitem(ZOO, "test-zoo-reference-f16", replace(zoo, name="test-zoo-reference-f16"))
-    with pytest.raises(ValueError, match=r"do not fit the model; mis-shaped: encoder\.0\.conv\.weight \(8, 3, 4, 4\) "
-                       r"where the model has \(16, 3, 4, 4\), encoder\.1\.conv\.weight"):
+    publish(monkeypatch, "test-zoo-reference-f16", zoo, "BtoA")
+    with pytest.raises(ValueError, match=r"do not fit the model; mis-shaped: generator\.encoder\.0\.conv\.weight \(8, 3, 4, 4\) "
+                       r"where the model has \(16, 3, 4, 4\), generator\.encoder\.1\.conv\.weight"):
         imgtrans.build("test-zoo-reference-f16", pretrained=True)
     shutil.copy(shared_path("reference", "patchgan70-f8.pth"), tmp := zoo_env / "patchgan70-f8.pth")
     with pytest.raises(ValueError, match=r"has 22 tensors but unet256 has \d+: it is not a reference unet256"):
@@ -156,13 +155,13 @@ def test_a_corrupted_cache_is_reported_and_downloaded_again(zoo, zoo_env, golden
     assert torch.equal(again.translate(golden["input"]), model.translate(golden["input"]))
 
     weights.write_bytes(b"\x00" * 64)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_settings(monkeypatch, offline=True)
     with pytest.warns(UserWarning, match="corrupted"), pytest.raises(DownloadError, match="offline mode"):
         imgtrans.build(NAME, pretrained=True)
 
 
 def test_offline_fails_fast_and_says_where_to_put_the_file(zoo, zoo_env, file_server, checkpoint, golden, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_settings(monkeypatch, offline=True)
     target = cache(zoo_env) / "unet256-f8.pth"
     start = time.monotonic()
     with pytest.raises(DownloadError) as error:
@@ -170,7 +169,7 @@ def test_offline_fails_fast_and_says_where_to_put_the_file(zoo, zoo_env, file_se
     assert time.monotonic() - start < 2
     message = str(error.value)
     assert "offline mode (HF_HUB_OFFLINE is set)" in message
-    assert f"download {zoo.url} on a connected machine and put it at {target}" in message
+    assert f"download {reference_url(zoo.reference_file)} on a connected machine and put it at {target}" in message
     assert f"or pass build('{NAME}', pretrained=True, weights=PATH)" in message
     assert file_server.requests == []
     target.parent.mkdir(parents=True)
@@ -191,9 +190,9 @@ def test_an_unreachable_host_fails_fast(zoo, monkeypatch):
 
 def test_a_server_that_never_answers_times_out(zoo, silent_port, monkeypatch):
     monkeypatch.setenv("IMGTRANS_REFERENCE_URL", f"http://127.0.0.1:{silent_port}")
-    monkeypatch.setenv("IMGTRANS_DOWNLOAD_TIMEOUT", "0.5")
+    hub_settings(monkeypatch, timeout=0.5)
     start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"did not answer within 0.5 s \(IMGTRANS_DOWNLOAD_TIMEOUT\)"):
+    with pytest.raises(DownloadError, match=r"did not answer within 0.5 s \(HF_HUB_DOWNLOAD_TIMEOUT\)"):
         imgtrans.build(NAME, pretrained=True)
     assert time.monotonic() - start < 5
 

@@ -15,28 +15,43 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from dataclasses import replace
+
 import huggingface_hub.constants
 import pytest
 
-ENV = (
-    "HF_HUB_OFFLINE",
-    "HF_HUB_CACHE",
-    "HF_ENDPOINT",
-    "IMGTRANS_REFERENCE_URL",
-    "IMGTRANS_DOWNLOAD_TIMEOUT",
-    "XDG_CACHE_HOME",
-)
+from imgtrans import registry
+
+
+
+def hub_settings(monkeypatch, **settings) -> None:
+    """Set huggingface_hub's settings, as its environment variables would at import (imgtrans reads them there).
+
+    ``offline``, ``endpoint``, ``timeout``, ``home`` stand for ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
+    ``HF_HUB_DOWNLOAD_TIMEOUT`` and ``HF_HOME`` (with ``HF_HUB_CACHE`` under it).
+    """
+    names = {"offline": "HF_HUB_OFFLINE", "endpoint": "ENDPOINT", "timeout": "HF_HUB_DOWNLOAD_TIMEOUT"}
+    for key, value in settings.items():
+        if key == "home":
+            monkeypatch.setattr(huggingface_hub.constants, "HF_HOME", str(value))
+            monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(Path(value) / "hub"))
+        else:
+            monkeypatch.setattr(huggingface_hub.constants, names[key], value)
+        if key == "endpoint":  # huggingface_hub derives its URL template from HF_ENDPOINT at import, too
+            template = value.rstrip("/") + "/{repo_id}/resolve/{revision}/{filename}"
+            monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+
+
+def publish(monkeypatch, name: str, published, direction: str | None = "AtoB") -> None:
+    """Give the registered ``name`` published weights, for one test."""
+    monkeypatch.setitem(registry._ENTRIES, name, replace(registry.entry(name), published=published, direction=direction))
 
 
 @pytest.fixture
 def zoo_env(tmp_path, monkeypatch) -> Path:
-    """A private ``HF_HOME`` and none of the variables that would reach the network; returns ``HF_HOME``."""
-    for name in ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    # huggingface_hub reads HF_HUB_OFFLINE once, at import: make sure a value from the outer
-    # environment does not decide these tests (imgtrans reads the variable at each call).
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    """A private ``HF_HOME``, online, with no mirror or endpoint that would reach the network; returns ``HF_HOME``."""
+    monkeypatch.delenv("IMGTRANS_REFERENCE_URL", raising=False)
+    hub_settings(monkeypatch, home=tmp_path / "hf", offline=False, endpoint="https://huggingface.co", timeout=10)
     return tmp_path / "hf"
 
 

@@ -3,27 +3,18 @@
 Both the [timm U-Net generator][imgtrans.blocks.timm_unet.TimmUNetGenerator] (its encoder) and the
 [perceptual loss][imgtrans.losses.perceptual.PerceptualLoss] (its frozen feature network) take a
 timm model created with ``features_only=True`` through
-[create_backbone][imgtrans.blocks.backbone.create_backbone]. Its weights come from one of three
-places, tried in this order:
-
-1. **a local file** named by the caller (safetensors, or a ``.pth``/``.bin`` state dict that is
-   read with ``torch.load(weights_only=True)``). timm's own file loading does the work
-   (``pretrained_cfg_overlay=dict(file=PATH)``): it drops the classifier, adapts the first
-   convolution to the number of input channels and applies the model's checkpoint filter,
-   exactly as for weights from the Hub;
-2. **the Hugging Face cache**, when it already holds the weights: loaded from there, with no
-   network request at all;
-3. **the Hugging Face Hub**, through timm's own loading, after one quick request that checks
-   the Hub answers. Without network (``HF_HUB_OFFLINE=1``, or an endpoint that cannot be
-   reached) this fails in seconds with a message that says how to give a local file, rather
-   than retrying for a minute inside ``huggingface_hub``.
+[create_backbone][imgtrans.blocks.backbone.create_backbone]. Its weights are always read from a
+local file, through timm's own file loading (``pretrained_cfg_overlay=dict(file=PATH)``): it drops
+the classifier, adapts the first convolution to the number of input channels and applies the
+model's checkpoint filter, exactly as for weights from the Hub. The file is the caller's, or the
+one [imgtrans.hub.timm_weights][] finds in the Hugging Face cache or downloads once (all network
+policy, offline mode included, lives there).
 
 timm is imported when a backbone is first created, so ``import imgtrans`` stays fast.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from contextlib import contextmanager
@@ -33,8 +24,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-HUB_TIMEOUT_S = 5.0
-"""Seconds that [hub_unreachable][imgtrans.blocks.backbone.hub_unreachable] waits for the Hub to answer."""
+from imgtrans.registry import did_you_mean
 
 _TIMM_BUILDER_LOGGER = "timm.models._builder"  # where timm reports keys of a weights file that fit nothing
 
@@ -49,8 +39,7 @@ def check_backbone_name(name: str) -> None:
 
     if name.startswith("hf-hub:") or timm.is_model(name):
         return
-    close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    hint = did_you_mean(name, timm.list_models(), cutoff=0.6)
     raise ValueError(f"timm has no model called {name!r}.{hint} `timm.list_models('*resnet*')` lists them.")
 
 
@@ -77,46 +66,6 @@ def check_out_indices(name: str, out_indices: Sequence[int]) -> None:
         )
 
 
-def hub_unreachable(timeout: float = HUB_TIMEOUT_S) -> str | None:
-    """Why the Hugging Face Hub cannot be reached right now, or ``None`` when it answers.
-
-    Sends one ``HEAD`` request to the configured endpoint (``HF_ENDPOINT``) through
-    ``huggingface_hub``'s own HTTP session, so proxies and offline mode are honoured, with no
-    retries.
-    """
-    from huggingface_hub import constants, get_session
-
-    if constants.is_offline_mode():
-        return "offline mode is on (HF_HUB_OFFLINE is set)"
-    try:
-        get_session().head(constants.ENDPOINT, timeout=timeout)
-    except Exception as error:  # any failure to get an answer means: no usable network
-        return f"{constants.ENDPOINT} cannot be reached ({type(error).__name__}: {error})"
-    return None
-
-
-def cached_hub_weights(name: str) -> Path | None:
-    """The file of ``name``'s pretrained weights in the local Hugging Face cache, if it is there.
-
-    Looks for the files timm would download (``model.safetensors``, else
-    ``pytorch_model.bin``, or the file its pretrained configuration names) without any network
-    request.
-    """
-    from huggingface_hub import try_to_load_from_cache
-    from timm.models import get_pretrained_cfg
-
-    cfg = None if name.startswith("hf-hub:") else get_pretrained_cfg(name)
-    if cfg is None or not cfg.hf_hub_id or cfg.custom_load:
-        return None
-    repo_id, _, revision = cfg.hf_hub_id.partition("@")
-    filenames = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
-    for filename in filenames:
-        path = try_to_load_from_cache(repo_id, filename, revision=revision or None)
-        if isinstance(path, str):
-            return Path(path)
-    return None
-
-
 def create_backbone(
     name: str,
     *,
@@ -134,7 +83,7 @@ def create_backbone(
             convolutions are adapted by timm.
         out_indices: which of the model's feature levels to return (timm's ``out_indices``);
             all of them by default.
-        pretrained: load pretrained weights, from the local cache or the Hub.
+        pretrained: load timm's pretrained weights (see [imgtrans.hub.timm_weights][]).
         weights_file: load the weights from this local file instead (implies ``pretrained``).
         argument_names: what the caller calls ``pretrained`` and ``weights_file``, for error messages.
 
@@ -145,48 +94,22 @@ def create_backbone(
     Raises:
         ValueError: unknown model name, or a weights file that does not fit the model.
         FileNotFoundError: ``weights_file`` does not exist.
-        ConnectionError: pretrained weights are needed from the Hub and it cannot be reached.
+        ConnectionError: pretrained weights are needed and cannot be downloaded.
     """
     import timm
 
-    from imgtrans.registry import fetch_initial_weights
-
-    if not fetch_initial_weights():  # a state dict will replace these weights: fetch nothing
-        pretrained, weights_file = False, None
     check_backbone_name(name)
     kwargs: dict[str, Any] = {"features_only": True, "in_chans": in_channels}
     if out_indices is not None:
         check_out_indices(name, out_indices)
         kwargs["out_indices"] = tuple(out_indices)
-    if weights_file is not None:
-        return _from_file(name, Path(weights_file), kwargs, argument_names[1])
-    if not pretrained:
+    if weights_file is None and pretrained:
+        from imgtrans.hub import timm_weights  # the network, only when weights are asked for (as timm, above)
+
+        weights_file = timm_weights(name, argument_names)
+    if weights_file is None:
         return timm.create_model(name, pretrained=False, **kwargs)
-    cached = cached_hub_weights(name)
-    if cached is not None:
-        return _from_file(name, cached, kwargs, argument_names[1])
-    reason = hub_unreachable()
-    if reason is not None:
-        raise ConnectionError(_offline_message(name, reason, argument_names))
-    try:
-        return timm.create_model(name, pretrained=True, **kwargs)
-    except OSError as error:  # huggingface_hub's download errors are OSErrors
-        raise ConnectionError(_offline_message(name, f"{type(error).__name__}: {error}", argument_names)) from error
-
-
-def _offline_message(name: str, reason: str, argument_names: tuple[str, str]) -> str:
-    from timm.models import get_pretrained_cfg
-
-    cfg = None if name.startswith("hf-hub:") else get_pretrained_cfg(name)
-    repo = cfg.hf_hub_id if cfg is not None and cfg.hf_hub_id else name.removeprefix("hf-hub:")
-    pretrained, weights_file = argument_names
-    return (
-        f"cannot download the pretrained weights of timm's {name!r} from the Hugging Face Hub ({repo}): "
-        f"{reason}. Without network, give a local copy of the weights with {weights_file}='PATH' "
-        f"(for example model.safetensors fetched elsewhere with `hf download {repo} model.safetensors`, "
-        f"or any state dict of timm.create_model({name.split('.')[0]!r})), or use {pretrained}=False "
-        "for random weights."
-    )
+    return _from_file(name, Path(weights_file), kwargs, argument_names[1])
 
 
 def _from_file(name: str, path: Path, kwargs: dict[str, Any], argument: str) -> nn.Module:

@@ -35,6 +35,13 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+def check_range(name: str, value: int, low: int, high: int | None = None) -> None:
+    """Raise a ``ValueError`` unless ``low <= value <= high``: sizes are checked before any layer is made."""
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be {bounds}; got {value}")
+
+
 def norm_layer(norm: Norm, channels: int) -> nn.Module | None:
     """The normalisation layer for ``norm``, or ``None`` for ``"none"``.
 
@@ -93,6 +100,8 @@ class Ck(nn.Sequential):
     ) -> None:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
+        check_range("in_channels", in_channels, 1)
+        check_range("k (filters)", k, 1)
         conv_type = MatmulConvTranspose2d if transposed else nn.Conv2d
         padding = (kernel_size - 1) // 2
         layers: OrderedDict[str, nn.Module] = OrderedDict(
@@ -108,7 +117,7 @@ class Ck(nn.Sequential):
             if layer is not None:
                 layers[name] = layer
         super().__init__(layers)
-        init_weights(self)
+        init_weights(self)  # each layer initialises itself, once: networks only initialise what they add
 
 
 class CDk(Ck):

@@ -18,9 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgtrans.blocks.conv import Norm, stack
+from imgtrans.blocks.conv import Norm, check_range, stack
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input
+
+
+MAX_LAYERS = 8  # a receptive field of 4606 pixels: deeper sees beyond any image it could be given
 
 
 def notation(n_layers: int, base_channels: int = 64) -> str:
@@ -42,8 +45,8 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int = 6, base_channels: int = 64, n_layers: int = 3, norm: Norm = "batch") -> None:
         super().__init__()
-        if n_layers < 0:
-            raise ValueError(f"n_layers must be >= 0 (0 is the 1x1 PixelGAN); got {n_layers}")
+        check_range("n_layers", n_layers, 0, MAX_LAYERS)  # 0 is the 1x1 PixelGAN
+        check_range("base_channels", base_channels, 1)
         self.in_channels = in_channels
         spec = notation(n_layers, base_channels)
         if n_layers == 0:  # PixelGAN: 1x1 convolutions throughout
@@ -54,7 +57,7 @@ class PatchDiscriminator(nn.Module):
             strides = [2] * n_layers + [1]
             self.layers = stack(spec, in_channels, strides=strides, first_norm=False, norm=norm)
             self.out = nn.Conv2d(self.layers[-1].conv.out_channels, 1, 4, 1, 1)
-        init_weights(self)
+        init_weights(self.out)
 
     @property
     def receptive_field(self) -> int:

@@ -93,6 +93,8 @@ class TimmUNetGenerator(nn.Module):
     for the layout.
     """
 
+    weight_arguments = {"pretrained_encoder": False, "encoder_weights": None}  # not architecture
+
     def __init__(
         self,
         encoder: str = "resnet34",

@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgtrans.blocks.conv import Ck, Norm, check_choice
+from imgtrans.blocks.conv import Ck, Norm, check_choice, check_range
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input, crop_padding, pad_to_multiple
 from imgtrans.blocks.transposed import MatmulConvTranspose2d
 
 DropoutLayout = Literal["paper", "reference"]
+MAX_DOWNS = 12  # inputs are padded to multiples of 2**num_downs: 4096 pixels at most
 
 
 def dropout_layers(num_downs: int, layout: DropoutLayout) -> range:
@@ -63,8 +64,9 @@ class UNetGenerator(nn.Module):
         dropout_layout: DropoutLayout = "paper",
     ) -> None:
         super().__init__()
-        if num_downs < 5:
-            raise ValueError(f"num_downs must be at least 5 (the paper uses 8 for 256x256); got {num_downs}")
+        check_range("num_downs", num_downs, 5, MAX_DOWNS)  # 8 in the paper, for 256x256
+        check_range("base_channels", base_channels, 1)
+        check_range("out_channels", out_channels, 1)
         self.in_channels, self.num_downs, self.skips = in_channels, num_downs, skips
         widths = [base_channels * min(2**i, 8) for i in range(num_downs)]
         bias = norm != "batch"  # as the reference: no conv bias anywhere BatchNorm is used
@@ -95,7 +97,7 @@ class UNetGenerator(nn.Module):
             for j in range(last)
         )
         self.final = MatmulConvTranspose2d(widths[0] * concat, out_channels, 4, 2, 1)
-        init_weights(self)
+        init_weights(self.final)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``N x in_channels x H x W`` images in [-1, 1] to ``N x out_channels x H x W`` in [-1, 1]."""

@@ -40,7 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as error:
         if os.environ.get("IMGTRANS_DEBUG"):
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        from imgtrans.train.config import SettingError
+
+        if isinstance(error, SettingError):
+            message = error.for_flag()
+        else:
+            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         print(f"imgtrans {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from imgtrans.zoo import load_reference, save_pretrained
-from imgtrans.zoo.reference import ARCHS
+from imgtrans.factory import save_pretrained
+from imgtrans.models.parts import REFERENCE_ARCHS
+from imgtrans.reference import load_reference
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -14,14 +15,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", help="the reference .pth file (read with torch.load(weights_only=True))")
     parser.add_argument("out", help="the folder to write: config.json, model.safetensors, README.md")
-    parser.add_argument("--arch", required=True, choices=ARCHS, help="the reference network the checkpoint holds")
+    parser.add_argument("--arch", required=True, choices=REFERENCE_ARCHS, help="the reference network the checkpoint holds")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_reference(args.checkpoint, args.arch)
     folder = save_pretrained(model, args.out)
-    arguments = model.build_config.arguments
+    arguments = model.config.arguments
     print(
         f"wrote {folder}: {args.arch}, base_channels {arguments['base_channels']}, norm {arguments['norm']}, "
         f"{arguments['in_channels']} -> {arguments.get('out_channels', 1)} channels; "

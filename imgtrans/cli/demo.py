@@ -16,7 +16,8 @@ import torch
 
 from imgtrans.data import SyntheticFacades
 from imgtrans.train import TrainConfig, Trainer
-from imgtrans.train.samples import image_grid, save_image
+from imgtrans.io import save_image
+from imgtrans.train.samples import image_grid
 
 # A pix2pix-facades model scaled to 128x128 images and a two-minute CPU budget.
 DEMO_MODEL = {
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         model="pix2pix-facades",
         model_args=DEMO_MODEL,
         out=str(out / "run"),
-        epochs=args.steps,  # max_steps ends the run; the schedule stays constant
+        epochs=args.steps,  # max_steps ends the run; the rate stays constant
         epochs_decay=0,
         batch_size=4,
         load_size=None,

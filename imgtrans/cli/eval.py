@@ -7,12 +7,10 @@ from pathlib import Path
 
 from torch.utils.data import Subset
 
-from imgtrans.cli.translate import input_channels
+from imgtrans.cli.common import MODEL_HELP, count, load_model, model_channels, model_direction
 from imgtrans.data import PairedImageDataset
 from imgtrans.evaluation import MODES, evaluate_model
-from imgtrans.loading import load_model
 from imgtrans.metrics import format_summary
-from imgtrans.train.trainer import resolve_device
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -22,30 +20,29 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Writes metrics.json, index.html (input | output | target with scores) and "
         "lab_histograms.png, in the usual eval mode and in the paper's test-time mode.",
     )
-    p.add_argument("model", help="zoo name, saved model folder, run folder or checkpoint file")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--data", required=True, help="folder of AB images, or with A/ and B/ subfolders")
-    p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="which half of AB images is the input (default: the model's)")
     p.add_argument("--out", help="report folder (default: eval-<data folder name>)")
-    p.add_argument("--size", type=int, help="resize images to SIZE x SIZE (default: native size)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--size", type=count(1), help="resize images to SIZE x SIZE (default: native size)")
+    p.add_argument("--batch-size", type=count(1), default=8)
     p.add_argument("--modes", default=",".join(MODES), help="eval, paper or both (default eval,paper)")
-    p.add_argument("--limit", type=int, help="evaluate the first N images only")
+    p.add_argument("--limit", type=count(1), help="evaluate the first N images only")
     p.add_argument("--device", default="auto")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    model = load_model(args.model, device=device)
-    in_channels = input_channels(model)
-    out_channels = model.build_config.arguments.get("out_channels", 3)
+    model, device = load_model(args.model, args.device)
+    in_channels, out_channels = model_channels(model)
+    direction = model_direction(model, args.direction)
     dataset = PairedImageDataset(
-        args.data, args.direction, in_channels, out_channels, load_size=args.size, crop_size=None, train=False
+        args.data, direction, in_channels, out_channels, load_size=args.size, crop_size=None, train=False
     )
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     out = Path(args.out or f"eval-{Path(args.data).resolve().name}")
-    info = {"model": args.model, "data": args.data, "direction": args.direction, "images": len(dataset)}
+    info = {"model": args.model, "data": args.data, "direction": direction, "images": len(dataset)}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     metrics = evaluate_model(model, dataset, out, modes, args.batch_size, info, device)
     print(format_summary(metrics))

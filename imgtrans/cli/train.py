@@ -1,34 +1,18 @@
-"""``imgtrans train``: train a registered pix2pix configuration on a folder of paired images."""
+"""``imgtrans train``: train a registered pix2pix configuration on a folder of paired images.
+
+Every flag is a field of [TrainConfig][imgtrans.train.config.TrainConfig] with the same name and
+meaning, generated from it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from imgtrans.registry import list_models
+from imgtrans.checkpoint import load_checkpoint
+from imgtrans.cli.common import add_settings_flags, given_settings
+from imgtrans.registry import did_you_mean, list_models
 from imgtrans.train import TrainConfig, Trainer
-from imgtrans.train.checkpoint import load_checkpoint
-
-# command-line flag -> TrainConfig field, for the flags that map one to one
-FIELDS = {
-    "data": "data",
-    "direction": "direction",
-    "out": "out",
-    "batch_size": "batch_size",
-    "lr": "lr",
-    "load_size": "load_size",
-    "crop_size": "crop_size",
-    "amp": "amp",
-    "device": "device",
-    "seed": "seed",
-    "workers": "workers",
-    "log_every": "log_every",
-    "sample_every": "sample_every",
-    "checkpoint_every": "checkpoint_every",
-    "max_steps": "max_steps",
-    "freeze_encoder_steps": "freeze_encoder_steps",
-}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -38,67 +22,30 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Train a registered pix2pix configuration (see `imgtrans models 'pix2pix-*'`). "
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
-    p.add_argument("config", nargs="?", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
-    p.add_argument("--data", help="folder of AB images, or with A/ and B/ subfolders")
-    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="AtoB (default) or BtoA (facades labels -> photo)")
-    p.add_argument("--out", help="run folder (default runs/CONFIG)")
+    p.add_argument("model", nargs="?", metavar="CONFIG", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.safetensors")
-    p.add_argument("--epochs", type=int, help="epochs in all (default 200)")
-    p.add_argument("--epochs-decay", type=int, help="last epochs over which the rate decays to 0 (default half)")
-    p.add_argument("--batch-size", type=int, help="images per step and process (default 1)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
-    p.add_argument("--load-size", type=int, help="resize side before the random crop (default 286)")
-    p.add_argument("--crop-size", type=int, help="random crop side (default 256)")
-    p.add_argument("--no-flip", action="store_true", help="no random mirroring")
-    p.add_argument("--amp", choices=["fp32", "bf16", "fp16"], help="mixed precision (fp16 needs CUDA)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--workers", type=int, help="data loading processes (default 2)")
-    p.add_argument("--log-every", type=int, help="steps between log lines (default 10)")
-    p.add_argument("--sample-every", type=int, help="steps between sample grids (default 500)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 1000)")
-    p.add_argument("--max-steps", type=int, help="stop after this many steps in all")
-    p.add_argument("--freeze-encoder-steps", type=int, help="keep a pretrained encoder frozen this long")
-    p.add_argument("--model-args", type=json.loads, help='JSON overrides, e.g. \'{"generator": "unet128"}\'')
+    add_settings_flags(p, TrainConfig, skip=("model",))
     p.set_defaults(run=run)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's settings: those of the checkpoint when resuming, updated by the flags given."""
+    given = given_settings(args, TrainConfig)
+    out = Path(args.out or f"runs/{args.model or 'pix2pix'}")
     base: dict = {}
-    out = Path(args.out or f"runs/{args.config or 'pix2pix'}")
     if args.resume:
         checkpoint = out / "checkpoints" / "last.safetensors"
         if not checkpoint.is_file():
             raise FileNotFoundError(f"nothing to resume: no checkpoint at {checkpoint}")
-        base = load_checkpoint(checkpoint).meta["train_config"]
-    elif args.config is None:
+        base = TrainConfig.from_checkpoint(load_checkpoint(checkpoint).meta["train_config"]).to_dict()
+    elif args.model is None:
         raise ValueError("name a pix2pix configuration to train, e.g. `imgtrans train pix2pix-facades --data DIR`")
-    if args.config is not None:
-        if args.config not in list_models("pix2pix-*"):
-            known = ", ".join(list_models("pix2pix-*"))
-            raise ValueError(f"{args.config!r} is not a pix2pix configuration; choose one of: {known}")
-        base["model"] = args.config
-    base["out"] = str(out)
-    for flag, name in FIELDS.items():
-        if getattr(args, flag) is not None:
-            base[name] = getattr(args, flag)
-    if args.model_args is not None:
-        base["model_args"] = args.model_args
-    if args.epochs is not None or args.epochs_decay is not None:
-        total = args.epochs if args.epochs is not None else base.get("epochs", 100) + base.get("epochs_decay", 100)
-        decay = args.epochs_decay if args.epochs_decay is not None else total // 2
-        if not 0 <= decay <= total:
-            raise ValueError(f"--epochs-decay ({decay}) must be between 0 and --epochs ({total})")
-        base["epochs"], base["epochs_decay"] = total - decay, decay
-    if args.no_flip:
-        base["flip"] = False
-    if args.channels_last:
-        base["channels_last"] = True
-    if args.compile:
-        base["compile"] = True
+    if args.model is not None and args.model not in list_models("pix2pix-*"):
+        raise ValueError(
+            f"{args.model!r} is not a pix2pix configuration.{did_you_mean(args.model, list_models('pix2pix-*'))} "
+            "`imgtrans models 'pix2pix-*'` lists them"
+        )
+    base.update(given, out=str(out), **({"model": args.model} if args.model else {}))
     if not args.resume and base.get("data") is None:
         raise ValueError("--data is required: a folder of paired images (AB files, or A/ and B/ subfolders)")
     return TrainConfig.from_dict(base)
@@ -109,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config)
     if trainer.dist.is_main:
         print(
-            f"training {config.model} on {config.data} ({config.direction}, {len(trainer.train_data)} images, "
+            f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "
             f"{trainer.total_steps()} steps, {config.amp} on {trainer.device}) -> {config.out}"
         )
     summary = trainer.fit(resume=args.resume)

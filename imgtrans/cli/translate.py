@@ -7,11 +7,9 @@ from pathlib import Path
 
 import torch
 
-from imgtrans.data.paired import IMAGE_EXTENSIONS, MODES, image_files, read_image, to_tensor
-from imgtrans.inference import compile_for_inference, generator_of, translate, translate_tiled
-from imgtrans.loading import load_model
-from imgtrans.train.samples import save_image
-from imgtrans.train.trainer import resolve_device
+from imgtrans.cli.common import MODEL_HELP, count, input_files, load_model, model_channels, model_direction
+from imgtrans.inference import compile_for_inference, translate, translate_tiled
+from imgtrans.io import image_to_tensor, read_image, save_image
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -21,34 +19,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Translate images of any size (the generators are fully convolutional, paper 4.4). "
         "Images larger than --tile are processed in overlapping, blended tiles so memory stays bounded.",
     )
-    p.add_argument("model", help="zoo name, saved model folder, run folder or checkpoint file")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--out", required=True, help="folder for the translated images (PNG)")
-    p.add_argument("--batch-size", type=int, default=4, help="images (or tiles) per forward pass")
-    p.add_argument("--tile", type=int, default=1024, help="largest side translated in one pass")
-    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles, in pixels")
-    p.add_argument("--split", choices=["left", "right"], help="use one half of side-by-side (AB) images")
+    p.add_argument("--batch-size", type=count(1), default=4, help="images (or tiles) per forward pass")
+    p.add_argument("--tile", type=count(16), default=1024, help="largest side translated in one pass")
+    p.add_argument("--overlap", type=count(0), default=128, help="overlap of neighbouring tiles, in pixels (< --tile)")
+    p.add_argument(
+        "--split",
+        choices=["input", "left", "right"],
+        help="the inputs are side-by-side (AB) pairs: translate their input half (by the model's direction, "
+        "or --direction), or the left or right half",
+    )
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="with --split input: which half is the input")
     p.add_argument("--paper-test-mode", action="store_true", help="dropout on and batch statistics (paper 3.3)")
     p.add_argument("--compile", action="store_true", help="torch.compile with frozen weights (for many same-size images)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.set_defaults(run=run)
-
-
-def input_files(inputs: list[str]) -> list[Path]:
-    """Every image named, folders expanded; a missing path or an empty folder is an error."""
-    files: list[Path] = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            found = image_files(path)
-            if not found:
-                raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return files
 
 
 def load_input(path: Path, channels: int, split: str | None) -> torch.Tensor:
@@ -57,21 +44,17 @@ def load_input(path: Path, channels: int, split: str | None) -> torch.Tensor:
     if split is not None:
         w, h = image.size
         image = image.crop((0, 0, w // 2, h) if split == "left" else (w // 2, 0, 2 * (w // 2), h))
-    return to_tensor(image).unsqueeze(0)
-
-
-def input_channels(model: torch.nn.Module) -> int:
-    """The channels the model's generator expects."""
-    channels = getattr(generator_of(model), "in_channels", 3)
-    if channels not in MODES:
-        raise ValueError(f"the model expects {channels}-channel inputs; only 1, 3 or 4 channels can be read from images")
-    return channels
+    return image_to_tensor(image, channels).unsqueeze(0)
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    model = load_model(args.model, device=device)
-    channels = input_channels(model)
+    model, device = load_model(args.model, args.device)
+    channels = model_channels(model)[0]
+    split = args.split
+    if split == "input":
+        split = "left" if model_direction(model, args.direction) == "AtoB" else "right"
+    elif args.direction is not None:
+        raise ValueError("--direction picks the input half of AB pairs: use it with --split input")
     files = input_files(args.inputs)
     writer = OutputFolder(Path(args.out))
 
@@ -93,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             batch.clear()
 
     for f in files:  # one batch of same-sized images in memory at a time
-        x = load_input(f, channels, args.split)
+        x = load_input(f, channels, split)
         if max(x.shape[-2:]) > args.tile:
             writer.save(translate_tiled(fn, x, args.tile, args.overlap, args.batch_size)[0], f)
             continue

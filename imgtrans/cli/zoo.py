@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from imgtrans.zoo import fetch, list_pretrained, pretrained_entry
-from imgtrans.zoo.resolver import cached_path, is_cached
+from imgtrans.config import ModelConfig
+from imgtrans.hub import reference_url
+from imgtrans.registry import entry
+from imgtrans.zoo import cached_path, fetch, is_cached, list_pretrained, published
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -24,27 +26,26 @@ def run_list(args: argparse.Namespace) -> int:
     names = list_pretrained()
     width = max(map(len, names))
     for name in names:
-        entry = pretrained_entry(name)
-        state = "cached" if is_cached(entry) else "-"
-        print(f"{name:<{width}}  {entry.direction}  {state:<6}  {entry.task}")
+        state = "cached" if is_cached(name) else "-"
+        print(f"{name:<{width}}  {entry(name).direction}  {state:<6}  {published(name).task}")
     return 0
 
 
 def run_info(args: argparse.Namespace) -> int:
-    entry = pretrained_entry(args.name)
-    source_in, source_out = entry.channels
+    item, config = published(args.name), ModelConfig.create(args.name)
+    hub = item.hub
     rows = {
-        "translates": entry.task,
-        "direction": entry.direction,
-        "channels": f"{source_in} -> {source_out}",
-        "resolution": f"{entry.resolution} x {entry.resolution}",
-        "dataset": entry.dataset,
-        "source": entry.source,
-        "license": entry.license,
-        "hub": f"{entry.hub.repo_id}/{entry.hub.filename} @ {entry.hub.revision}" if entry.hub else "-",
-        "reference url": entry.url or "-",
-        "sha256": entry.sha256 or "not published",
-        "cache": f"{cached_path(entry)} ({'cached' if is_cached(entry) else 'not downloaded yet'})",
+        "translates": item.task,
+        "direction": config.direction,
+        "channels": f"{config.arguments.get('in_channels', 3)} -> {config.arguments.get('out_channels', 3)}",
+        "resolution": f"{item.resolution} x {item.resolution}",
+        "dataset": item.dataset,
+        "source": item.source,
+        "license": item.license,
+        "hub": f"{hub[0]}/{hub[2]} @ {hub[1]}" if hub else "-",
+        "reference url": reference_url(item.reference_file) if item.reference_file else "-",
+        "sha256": item.sha256 or "not published",
+        "cache": f"{cached_path(args.name)} ({'cached' if is_cached(args.name) else 'not downloaded yet'})",
     }
     for key, value in rows.items():
         print(f"{key:<14} {value}")

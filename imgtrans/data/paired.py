@@ -19,39 +19,15 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from imgtrans.io import IMAGE_EXTENSIONS, convert_channels, image_files, image_to_tensor, read_image
 
 Direction = Literal["AtoB", "BtoA"]
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def read_image(path: Path, channels: int) -> Image.Image:
-    """Open ``path`` fully and convert it to 1 (L), 3 (RGB) or 4 (RGBA) channels."""
-    if channels not in MODES:
-        raise ValueError(f"images can have 1, 3 or 4 channels; the model asks for {channels}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert(MODES[channels])
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(
-            f"cannot read image {path}: {error}. Remove or replace the file (it may be truncated or not an image)"
-        ) from None
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """A PIL image as a ``C x H x W`` float tensor in [-1, 1]."""
-    array = np.asarray(image, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[..., None]
-    return torch.from_numpy(array.transpose(2, 0, 1).copy()) / 127.5 - 1.0
+MIN_HALF_ASPECT = 2 / 3
+"""An AB file's halves may be at most 1.5 times taller than wide: a single square photo is not a pair."""
 
 
 def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -74,6 +50,8 @@ class PairedImageDataset(Dataset):
         flip: mirror horizontally half of the time (training only).
         seed: seed of the augmentation; with [set_epoch][imgtrans.data.paired.PairedImageDataset.set_epoch]
             every example's crop and flip are a function of ``(seed, epoch, index)``.
+        check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
+            (a folder of single photos, say); ``False`` accepts any shape.
 
     Items are dictionaries with ``input`` and ``target`` (``C x H x W`` tensors in [-1, 1]) and
     the file's ``name``.
@@ -90,6 +68,7 @@ class PairedImageDataset(Dataset):
         train: bool = True,
         flip: bool = True,
         seed: int = 0,
+        check_pairs: bool = True,
     ) -> None:
         if direction not in ("AtoB", "BtoA"):
             raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
@@ -98,7 +77,7 @@ class PairedImageDataset(Dataset):
         self.root = Path(root)
         self.direction, self.in_channels, self.out_channels = direction, in_channels, out_channels
         self.load_size, self.crop_size, self.train, self.flip = load_size, crop_size, train, flip
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.check_pairs = seed, 0, check_pairs
         self.pairs = self._find_pairs()
 
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
@@ -124,6 +103,32 @@ class PairedImageDataset(Dataset):
             )
         return pairs
 
+    def _check_pair_shape(self, path: Path, w: int, h: int) -> None:
+        if w < 2:
+            raise ValueError(f"{path} is {w} pixel(s) wide: an AB file holds A and B side by side")
+        if self.check_pairs and (w // 2) < MIN_HALF_ASPECT * h:
+            raise ValueError(
+                f"{path} is {w}x{h}, so its halves would be {w // 2}x{h}: it does not look like two images side by "
+                "side (the pix2pix AB layout, e.g. 512x256). Give a folder of AB pairs, or A/ and B/ folders; if "
+                "these really are pairs, turn the check off (check_pairs=False, --no-check-pairs)"
+            )
+
+    def verify(self, progress: bool | None = None) -> None:
+        """Read every file once, in threads, so that a damaged one is reported before training starts.
+
+        Raises the first problem [read_pair][imgtrans.data.paired.PairedImageDataset.read_pair]
+        would raise, naming the file. ``progress``: a progress bar (by default when stderr is a
+        terminal and there are more than 100 pairs).
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        disable = len(self) <= 100 if progress is None else not progress
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            # Pillow releases the GIL while it decodes, so threads check files in parallel.
+            for _ in tqdm(pool.map(self.read_pair, range(len(self))), total=len(self), desc="checking images",
+                          unit="image", disable=disable or None, leave=False):
+                pass
+
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random crops and flips the items use."""
         self.epoch = epoch
@@ -137,11 +142,10 @@ class PairedImageDataset(Dataset):
         if b_path is None:  # AB layout: split the file down the middle
             ab = read_image(a_path, 4 if 4 in (self.in_channels, self.out_channels) else 3)
             w, h = ab.size
-            if w < 2:
-                raise ValueError(f"{a_path} is {w} pixel(s) wide: an AB file holds A and B side by side")
+            self._check_pair_shape(a_path, w, h)
             a, b = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, 2 * (w // 2), h))
             source, target = (a, b) if self.direction == "AtoB" else (b, a)
-            return source.convert(MODES[self.in_channels]), target.convert(MODES[self.out_channels])
+            return convert_channels(source, self.in_channels), convert_channels(target, self.out_channels)
         source_path, target_path = (a_path, b_path) if self.direction == "AtoB" else (b_path, a_path)
         source, target = read_image(source_path, self.in_channels), read_image(target_path, self.out_channels)
         if source.size != target.size:
@@ -170,7 +174,7 @@ class PairedImageDataset(Dataset):
                 x, y = (w - self.crop_size) // 2, (h - self.crop_size) // 2
             box = (x, y, x + self.crop_size, y + self.crop_size)
             source, target = source.crop(box), target.crop(box)
-        source_t, target_t = to_tensor(source), to_tensor(target)
+        source_t, target_t = image_to_tensor(source, self.in_channels), image_to_tensor(target, self.out_channels)
         if self.train and self.flip and rng.random() < 0.5:
             source_t, target_t = source_t.flip(-1), target_t.flip(-1)
         return {"input": source_t, "target": target_t, "name": self.pairs[index][0].name}

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
+
+from imgtrans.io import save_image
 
 SKY, WALL, CORNICE, WINDOW, BALCONY, DOOR, SHOP = range(7)
 
@@ -156,10 +157,7 @@ def write_ab_folder(dataset: Dataset, folder: str | Path) -> Path:
     This is the facades convention (photo | labels), so the files train with ``direction="BtoA"``.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     for i in range(len(dataset)):
         item = dataset[i]
-        pair = torch.cat([item["target"], item["input"]], dim=-1)
-        array = ((pair.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        Image.fromarray(array).save(folder / f"{i + 1}.png")
+        save_image(torch.cat([item["target"], item["input"]], dim=-1), folder / f"{i + 1}.png")
     return folder

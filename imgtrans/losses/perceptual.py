@@ -57,6 +57,8 @@ class PerceptualLoss(nn.Module):
     The registered ``perceptual-vgg16`` is the VGG-16 / pix2pixHD recipe described above.
     """
 
+    weight_arguments = {"pretrained_backbone": False, "backbone_weights": None}  # not architecture
+
     def __init__(
         self,
         backbone: str = "vgg16",

@@ -41,13 +41,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
 import torch
 from PIL import Image
 
+from imgtrans.io import atomic_write, tensor_to_image
 from imgtrans.metrics.evaluate import METRICS, Evaluator
 from imgtrans.metrics.figure import draw_lab_histograms
 from imgtrans.metrics.images import to_unit_range
@@ -82,17 +82,6 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _dumps(value: Any, depth: int = 0) -> str:
     """JSON indented by two spaces, except lists of plain values, kept on one line."""
     pad, end = "  " * (depth + 1), "\n" + "  " * depth
@@ -110,21 +99,13 @@ def write_json(path: PathLike, data: Any) -> None:
     Non-finite numbers are written as strings (see [json_safe][imgtrans.metrics.report.json_safe]).
     Indented by two spaces; lists of plain values (histograms) stay on one line.
     """
-    _write_atomically(Path(path), (_dumps(json_safe(data)) + "\n").encode("utf-8"))
+    atomic_write(path, _dumps(json_safe(data)) + "\n")
 
 
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _to_pil(unit: torch.Tensor) -> Image.Image:
-    """One image ``(C, H, W)`` in $[0, 1]$ with 1 or 3 channels, as an 8-bit PIL image."""
-    array = (unit * 255).round().to(torch.uint8).cpu()
-    if array.shape[0] == 1:
-        return Image.fromarray(array[0].numpy(), mode="L")
-    return Image.fromarray(array.permute(1, 2, 0).numpy(), mode="RGB")
 
 
 def _format(value: float, spec: str) -> str:
@@ -215,7 +196,7 @@ class Report:
                 images.update(input=unit_inputs[k], target=unit_targets[k])
             row = self._rows[record["name"]]
             for kind, image in images.items():
-                _write_atomically(self.directory / self.image_file(row, kind), _png(_to_pil(image)))
+                atomic_write(self.directory / self.image_file(row, kind), _png(tensor_to_image(image, (0.0, 1.0))))
         return records
 
     def _check_complete(self) -> None:
@@ -290,8 +271,8 @@ class Report:
         """
         metrics = json_safe(self.metrics())
         figure = draw_lab_histograms({mode: e.lab_distributions() for mode, e in self.evaluators.items()})
-        _write_atomically(self.directory / FIGURE_FILE, _png(figure))
-        _write_atomically(self.directory / HTML_FILE, render_html(metrics).encode("utf-8"))
+        atomic_write(self.directory / FIGURE_FILE, _png(figure))
+        atomic_write(self.directory / HTML_FILE, render_html(metrics))
         write_json(self.directory / METRICS_FILE, metrics)
         return metrics
 

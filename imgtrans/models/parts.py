@@ -27,3 +27,16 @@ register("pixelgan", PatchDiscriminator, n_layers=0, description="1x1 PixelGAN d
 register("patchgan16", PatchDiscriminator, n_layers=1, description="16x16 PatchGAN discriminator (6.1.2)")
 register("patchgan70", PatchDiscriminator, n_layers=3, description="70x70 PatchGAN discriminator, the paper's default")
 register("patchgan286", PatchDiscriminator, n_layers=5, description="286x286 'ImageGAN' discriminator (6.1.2)")
+
+REFERENCE_ARCHS: tuple[str, ...] = (
+    "unet256",
+    "unet128",
+    "encoder-decoder256",
+    "resnet9",
+    "resnet6",
+    "patchgan70",
+    "patchgan16",
+    "patchgan286",
+    "pixelgan",
+)
+"""The parts whose checkpoints of the reference implementation [imgtrans.reference][] converts."""

@@ -19,7 +19,7 @@ from torch import nn
 from imgtrans import inference
 from imgtrans.losses import GANLoss, gradient_penalty, l1_loss
 from imgtrans.losses.gan import GANMode
-from imgtrans.registry import build, register
+from imgtrans.registry import Published, entry, register
 
 
 class Pix2Pix(nn.Module):
@@ -163,12 +163,11 @@ def pix2pix(
             ``layer_weights``, ``pretrained_backbone``...).
         lambda_perceptual: weight of the perceptual term.
     """
-    g = build(generator, in_channels=in_channels, out_channels=out_channels, **(generator_args or {}))
+    g = part(generator, generator_args, in_channels=in_channels, out_channels=out_channels)
     d = None
     if discriminator is not None:
-        d_in = in_channels + out_channels if conditional else out_channels
-        d = build(discriminator, in_channels=d_in, **(discriminator_args or {}))
-    p = None if perceptual is None else build(perceptual, in_channels=out_channels, **(perceptual_args or {}))
+        d = part(discriminator, discriminator_args, in_channels=in_channels + out_channels if conditional else out_channels)
+    p = None if perceptual is None else part(perceptual, perceptual_args, in_channels=out_channels)
     return Pix2Pix(
         g,
         d,
@@ -180,28 +179,79 @@ def pix2pix(
     )
 
 
-CONFIGURATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+# Which arguments configure which registered part (see imgtrans.registry).
+pix2pix.part_arguments = {
+    "generator_args": "generator",
+    "discriminator_args": "discriminator",
+    "perceptual_args": "perceptual",
+}
+
+
+def part(name: str, arguments: dict[str, Any] | None, **wiring: Any) -> nn.Module:
+    """Build the registered part ``name`` with ``arguments`` (checked with the whole model's configuration)."""
+    item = entry(name)
+    return item.target(**item.arguments({**wiring, **(arguments or {})}))
+
+
+# The models published with the reference implementation (section 4, appendix 6.2): U-Net 256 with
+# the reference's dropout layout and a 70x70 PatchGAN, L1 + cGAN, each trained on its own data.
+# Their checkpoints hold the generator only: the discriminator of a pretrained model is initialised.
+# Each is described once, here: adding a published model is one more entry.
+PUBLISHED: dict[str, tuple[str, Published]] = {
     "pix2pix-facades": (
-        "pix2pix for CMP Facades, labels -> photo (BtoA): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator": "unet256-reference"},
+        "BtoA",
+        Published(
+            task="architectural labels -> photo",
+            dataset="CMP Facades (Tylecek and Sara, 2013): 400 training pairs",
+            reference_file="facades_label2photo.pth",
+        ),
     ),
-    # The other published reference models: the same architecture, trained on other data.
     "pix2pix-edges2shoes": (
-        "pix2pix for edges -> shoes (AtoB, UT Zappos50K): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator": "unet256-reference"},
+        "AtoB",
+        Published(
+            task="edges -> shoe photo",
+            dataset="edges2shoes: 50k photos from UT Zappos50K (Yu and Grauman, 2014), edges by HED",
+            reference_file="edges2shoes.pth",
+        ),
     ),
     "pix2pix-sat2map": (
-        "pix2pix for aerial photo -> map (AtoB, Google Maps): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator": "unet256-reference"},
+        "AtoB",
+        Published(
+            task="aerial photo -> map",
+            dataset="maps: 1096 training pairs scraped from Google Maps, in and around New York City",
+            reference_file="sat2map.pth",
+        ),
     ),
     "pix2pix-map2sat": (
-        "pix2pix for map -> aerial photo (BtoA, Google Maps): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator": "unet256-reference"},
+        "BtoA",
+        Published(
+            task="map -> aerial photo",
+            dataset="maps: 1096 training pairs scraped from Google Maps, in and around New York City",
+            reference_file="map2sat.pth",
+        ),
     ),
     "pix2pix-day2night": (
-        "pix2pix for day -> night (BtoA, Transient Attributes): U-Net 256, 70x70 PatchGAN, L1+cGAN",
-        {"generator": "unet256-reference"},
+        "BtoA",
+        Published(
+            task="day photo -> night photo",
+            dataset="night2day: about 20k webcam images from Transient Attributes (Laffont et al., 2014)",
+            reference_file="day2night.pth",
+        ),
     ),
+}
+"""The published models: ``name -> (direction, weights)``; the facades one is also the paper's facades recipe."""
+
+for _name, (_direction, _published) in PUBLISHED.items():
+    register(
+        _name,
+        pix2pix,
+        generator="unet256-reference",
+        direction=_direction,
+        published=_published,
+        description=f"pix2pix, {_published.task} ({_direction}): U-Net 256, 70x70 PatchGAN, L1+cGAN; published weights",
+    )
+
+CONFIGURATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     # Table 1: the objective.
     "pix2pix-l1": ("Table 1 ablation: L1 only (no discriminator)", {"discriminator": None}),
     "pix2pix-gan": ("Table 1 ablation: GAN only, unconditional D", {"lambda_l1": 0.0, "conditional": False}),

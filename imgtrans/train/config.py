@@ -1,4 +1,8 @@
-"""Everything a training run is configured with, with the paper's defaults (section 6.2)."""
+"""Everything a training run is configured with, with the paper's defaults (section 6.2).
+
+Each field is also a flag of ``imgtrans train`` with the same name and meaning (``batch_size`` is
+``--batch-size``); the command line is generated from this class, so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Amp = Literal["fp32", "bf16", "fp16"]
+FORMAT = 2  # 1 (imgtrans 0.1): ``epochs`` counted the constant-rate epochs only
+
+
+class SettingError(ValueError):
+    """A setting with a value it cannot have; ``str()`` names the field, [for_flag][imgtrans.train.config.SettingError.for_flag] the flag."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting, self.problem = setting, problem
+        super().__init__(f"{setting} {problem}")
+
+    def for_flag(self) -> str:
+        """The message as the command line says it: ``--batch-size must be ...``."""
+        return f"--{self.setting.replace('_', '-')} {self.problem}"
 
 
 @dataclass
@@ -15,44 +32,45 @@ class TrainConfig:
 
     Args:
         model: a registered pix2pix configuration (`imgtrans models 'pix2pix-*'`).
-        model_args: overrides of the configuration's arguments (e.g. ``{"generator": "unet128"}``).
-        data: folder of paired images (AB files, or ``A/`` and ``B/``); not needed when a dataset
-            is passed to the trainer directly.
-        direction: ``"AtoB"`` or ``"BtoA"`` (facades labels -> photo is ``BtoA``).
+        model_args: JSON overrides of the configuration's arguments, e.g. ``{"generator": "unet128"}``.
+        data: folder of paired images (AB files, or A/ and B/); not needed when a dataset is
+            passed to the trainer directly.
+        direction: AtoB or BtoA: which half of the AB images is the input (facades labels -> photo
+            is BtoA); by default the configuration's own, and required when it has none.
         out: run folder for checkpoints, logs and samples.
-        epochs: epochs at the initial learning rate.
-        epochs_decay: further epochs over which the rate decays linearly to zero (the reference
-            code's schedule; the paper trains facades for 200 epochs in all).
+        epochs: epochs in all.
+        epochs_decay: the last epochs, over which the learning rate decays linearly to zero (the
+            reference code's schedule); half of the epochs by default.
         batch_size: images per step and per process (1 in the paper for facades).
-        lr: Adam's learning rate (2e-4).
-        betas: Adam's betas ((0.5, 0.999)).
+        lr: Adam's learning rate.
+        betas: Adam's betas.
         load_size: side images are resized to before the random crop (286).
         crop_size: side of the random crop (256).
         flip: random horizontal mirroring.
-        amp: ``"fp32"`` (no mixed precision); ``"bf16"`` autocast (CPU and CUDA); ``"fp16"`` autocast with a
-            gradient scaler (CUDA only).
-        device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        amp: fp32 (no mixed precision); bf16 autocast (CPU and CUDA); fp16 autocast with a
+            gradient scaler.
+        device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
         channels_last: run convolutions in the channels-last memory format.
-        compile: compile the generator and discriminator with ``torch.compile``.
+        compile: compile the generator and discriminator with torch.compile.
         seed: seed of weights, data order, augmentation and dropout.
         workers: data-loading processes (0 loads in the training process).
-        log_every: steps between log lines (progress bar and ``log.jsonl``).
+        log_every: steps between log lines (progress bar and log.jsonl).
         sample_every: steps between sample grids (0: only before and after training).
-        checkpoint_every: steps between checkpoints (0: only at the end); one is also written
-            at the end, on Ctrl-C, and at the end of every epoch.
-        max_steps: stop after this many steps in all (``None``: train every epoch).
-        freeze_encoder_steps: keep ``generator.encoder`` frozen for the first N steps (for
-            generators with a pretrained encoder).
+        checkpoint_every: steps between checkpoints (0: only at the end); one is also written at
+            the end, on Ctrl-C, and at the end of every epoch.
+        max_steps: stop after this many steps in all (the schedule still spans every epoch).
+        freeze_encoder_steps: keep generator.encoder frozen for the first N steps (for generators
+            with a pretrained encoder).
         num_samples: images in each sample grid.
     """
 
     model: str = "pix2pix-facades"
     model_args: dict[str, Any] = field(default_factory=dict)
     data: str | None = None
-    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    direction: Literal["AtoB", "BtoA"] | None = None
     out: str = "runs/pix2pix"
-    epochs: int = 100
-    epochs_decay: int = 100
+    epochs: int = 200
+    epochs_decay: int | None = None
     batch_size: int = 1
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -75,26 +93,62 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON gives lists
         if self.amp not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'fp32', 'bf16' or 'fp16'; got {self.amp!r}")
-        if self.direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {self.direction!r}")
-        for name in ("epochs", "epochs_decay", "workers", "log_every", "sample_every", "checkpoint_every"):
+            raise SettingError("amp", f"must be fp32, bf16 or fp16; got {self.amp!r}")
+        if self.direction not in (None, "AtoB", "BtoA"):
+            raise SettingError("direction", f"must be AtoB or BtoA; got {self.direction!r}")
+        if not isinstance(self.model_args, dict):
+            raise SettingError("model_args", f"must be a JSON object of arguments; got {self.model_args!r}")
+        for name in ("epochs", "batch_size", "num_samples"):
+            if getattr(self, name) < 1:
+                raise SettingError(name, f"must be at least 1; got {getattr(self, name)}")
+        for name in ("workers", "log_every", "sample_every", "checkpoint_every", "freeze_encoder_steps", "seed"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
-        if self.epochs + self.epochs_decay < 1:
-            raise ValueError("epochs + epochs_decay must be at least 1")
-        if self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"batch_size must be >= 1 and lr > 0; got {self.batch_size} and {self.lr}")
+                raise SettingError(name, f"must be at least 0; got {getattr(self, name)}")
+        for name in ("load_size", "crop_size", "max_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise SettingError(name, f"must be at least 1; got {getattr(self, name)}")
+        if self.epochs_decay is not None and not 0 <= self.epochs_decay <= self.epochs:
+            raise SettingError("epochs_decay", f"must be between 0 and epochs ({self.epochs}); got {self.epochs_decay}")
+        if not self.lr > 0:
+            raise SettingError("lr", f"must be positive; got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise SettingError("betas", f"must be two numbers in [0, 1); got {self.betas}")
+        if self.load_size is not None and self.crop_size is not None and self.crop_size > self.load_size:
+            raise SettingError("crop_size", f"({self.crop_size}) cannot exceed load_size ({self.load_size})")
+
+    @property
+    def decay_epochs(self) -> int:
+        """The epochs over which the rate decays (``epochs_decay``, or half of ``epochs``)."""
+        return self.epochs // 2 if self.epochs_decay is None else self.epochs_decay
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "format": FORMAT}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Read [to_dict][imgtrans.train.config.TrainConfig.to_dict]'s output; unknown keys are an error."""
+        """Read [to_dict][imgtrans.train.config.TrainConfig.to_dict]'s output; unknown keys are an error.
+
+        A dictionary without ``format`` is read as this version's; a checkpoint's record, which
+        always has one unless imgtrans 0.1 wrote it, goes through [from_checkpoint][imgtrans.train.config.TrainConfig.from_checkpoint].
+        """
+        data = dict(data)
+        if data.pop("format", FORMAT) != FORMAT:
+            raise ValueError(f"training settings of format {data.get('format')}; this imgtrans reads format {FORMAT}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown training settings: {', '.join(unknown)}")
         return cls(**data)
+
+    @classmethod
+    def from_checkpoint(cls, data: dict[str, Any]) -> "TrainConfig":
+        """The settings a checkpoint recorded, including those of imgtrans 0.1 (no ``format``).
+
+        0.1 counted in ``epochs`` the constant-rate epochs alone; they become the total here.
+        """
+        data = dict(data)
+        if "format" not in data:
+            data["epochs"] = data.get("epochs", 100) + data.get("epochs_decay", 100)
+            data["format"] = FORMAT
+        return cls.from_dict(data)

@@ -2,8 +2,8 @@
 
 Each step updates D once on ``0.5 * (L(D(x, y), real) + L(D(x, G(x)), fake))`` and then G once
 on the non-saturating GAN loss plus ``lambda * L1``, with Adam (2e-4, betas 0.5/0.999). The
-learning rate stays constant for ``epochs`` and decays linearly over ``epochs_decay`` (the
-reference code's schedule). The trainer also handles devices and mixed precision (user code
+learning rate stays constant, then decays linearly to zero over the last ``epochs_decay`` epochs
+(the reference code's schedule). The trainer also handles devices and mixed precision (user code
 never calls autocast or a gradient scaler), ``torchrun`` (DistributedDataParallel), atomic
 safetensors checkpoints with exact resumption, Ctrl-C, non-finite losses, a progress bar, a
 JSONL log and sample grids.
@@ -28,40 +28,24 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from imgtrans.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
+from imgtrans.config import ModelConfig
 from imgtrans.data.paired import PairedImageDataset
+from imgtrans.devices import native_cpu_bf16, resolve_device
+from imgtrans.factory import build, save_pretrained
+from imgtrans.io import atomic_write, save_image
 from imgtrans.models.pix2pix import Pix2Pix
-from imgtrans.registry import BuildConfig, build
-from imgtrans.train.checkpoint import load_checkpoint, optimizer_from_tensors, restore_rng, save_checkpoint
-from imgtrans.train.config import TrainConfig
+from imgtrans.train.config import SettingError, TrainConfig
 from imgtrans.train.distributed import Distributed
-from imgtrans.train.samples import image_grid, save_image
-from imgtrans.zoo.pretrained import save_pretrained
+from imgtrans.train.samples import image_grid
 
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the last good checkpoint was left intact."""
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` means CUDA when present (this process's GPU under torchrun), else the CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} was asked for but CUDA is not available; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
-def native_cpu_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (oneDNN's own check: AVX512-BF16 or AMX)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def lr_factor(epochs: int, epochs_decay: int):
-    """Constant for ``epochs``, then linear decay over ``epochs_decay`` (as the reference code)."""
+    """Constant for ``epochs`` epochs, then linear decay over ``epochs_decay`` more (as the reference code)."""
 
     def factor(epoch: int) -> float:
         return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
@@ -81,9 +65,7 @@ def trim_log(path: Path, step: int) -> None:
     kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
     if len(kept) == len(lines):
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
+    atomic_write(path, "".join(kept))
 
 
 def _logged_step(line: str) -> int | None:
@@ -114,7 +96,7 @@ class Trainer:
             [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on ``config.data``.
         sample_data: the images shown in sample grids (the first ``config.num_samples``);
             by default the training images without augmentation.
-        model: a model built with [imgtrans.build][imgtrans.registry.build] (so that checkpoints
+        model: a model built with [imgtrans.build][imgtrans.factory.build] (so that checkpoints
             can rebuild it); by default ``build(config.model, **config.model_args)``.
 
     Example:
@@ -145,8 +127,12 @@ class Trainer:
             )
         torch.manual_seed(config.seed)
         self.model = model if model is not None else build(config.model, **config.model_args)
-        if not isinstance(self.model, Pix2Pix) or not isinstance(getattr(self.model, "build_config", None), BuildConfig):
+        if not isinstance(self.model, Pix2Pix) or not isinstance(getattr(self.model, "config", None), ModelConfig):
             raise TypeError("the trainer needs a Pix2Pix model made by imgtrans.build, so checkpoints can rebuild it")
+        # The run records the direction it trains with: eval and translate of the run use it.
+        self.direction = config.direction or self.model.config.direction
+        self.model.config = self.model.config.with_direction(self.direction)
+        self.model.config.to_dict()  # checkpoints must be able to record it: refuse now, not at the first save
         self.model.to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -164,7 +150,7 @@ class Trainer:
         self.optimizers = {"g": torch.optim.Adam(g.parameters(), **adam)}
         if d is not None:
             self.optimizers["d"] = torch.optim.Adam(d.parameters(), **adam)
-        factor = lr_factor(config.epochs, config.epochs_decay)
+        factor = lr_factor(config.epochs - config.decay_epochs, config.decay_epochs)
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.net = self._distributed_view()
@@ -174,7 +160,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- set-up
     def _model_channels(self) -> tuple[int, int]:
-        args = self.model.build_config.arguments
+        args = self.model.config.arguments
         return args.get("in_channels", 3), args.get("out_channels", 3)
 
     def _datasets(self, train_data: Dataset | None, sample_data: Dataset | None) -> tuple[Dataset, Dataset]:
@@ -182,8 +168,14 @@ class Trainer:
         if train_data is None:
             if c.data is None:
                 raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
+            if self.direction is None:
+                raise SettingError(
+                    "direction",
+                    f"is needed: {self.model.config.name} is not made for one dataset, so say which half of the AB "
+                    "images is the input: AtoB or BtoA (facades labels -> photo is BtoA)",
+                )
             in_ch, out_ch = self._model_channels()
-            common = dict(direction=c.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed)
+            common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed)
             train_data = PairedImageDataset(c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
             if sample_data is None:
                 sample_data = PairedImageDataset(c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
@@ -212,7 +204,7 @@ class Trainer:
 
     def total_steps(self) -> int:
         """Steps of the whole run: every epoch, or ``max_steps`` if smaller."""
-        total = (self.config.epochs + self.config.epochs_decay) * self.steps_per_epoch()
+        total = self.config.epochs * self.steps_per_epoch()
         return total if self.config.max_steps is None else min(total, self.config.max_steps)
 
     def batches(self, epoch: int, start: int) -> Iterator[dict]:
@@ -394,7 +386,7 @@ class Trainer:
         if self.dist.is_main:
             meta = {
                 "step": self.step,
-                "build_config": self.model.build_config.to_dict(),
+                "model": self.model.config.to_dict(),
                 "train_config": self.config.to_dict(),
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "scaler": self.scaler.state_dict(),
@@ -408,11 +400,11 @@ class Trainer:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first")
         checkpoint = load_checkpoint(path)
-        saved = BuildConfig.from_dict(checkpoint.meta["build_config"])
-        if saved != self.model.build_config:
+        saved, current = model_config(checkpoint.meta, str(path)), self.model.config
+        if (saved.name, saved.arguments) != (current.name, current.arguments):
             raise ValueError(
                 f"{path} holds a different model ({saved.name} {saved.arguments}) than this run "
-                f"({self.model.build_config.name} {self.model.build_config.arguments}); use another --out"
+                f"({current.name} {current.arguments}); use another --out"
             )
         self.model.load_state_dict(checkpoint.section("model"), strict=True)
         for name, optimizer in self.optimizers.items():
@@ -434,7 +426,7 @@ class Trainer:
         return save_image(image_grid([x, out, y]), self.out / "samples" / f"step-{self.step:06d}.png")
 
     def export(self) -> Path:
-        """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.zoo.pretrained.save_pretrained]."""
+        """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.factory.save_pretrained]."""
         return save_pretrained(self.model, self.out / "model")
 
 

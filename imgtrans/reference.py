@@ -2,7 +2,7 @@
 
 The reference networks (``networks.py``: ``UnetGenerator``, ``ResnetGenerator``,
 ``NLayerDiscriminator``, ``PixelDiscriminator``) and imgtrans's compute the same layers in the
-same order, with different module names. [convert_reference][imgtrans.zoo.convert_reference] pairs their tensors in that
+same order, with different module names. [convert_reference][imgtrans.reference.convert_reference] pairs their tensors in that
 order and checks that each pair plays the same role (``weight``, ``bias``, running
 statistics) with the same shape, so a checkpoint that does not fit fails loudly.
 
@@ -18,14 +18,13 @@ from typing import Any, Mapping, Union
 
 import torch
 
-from imgtrans.registry import build
+from imgtrans.blocks import ResnetGenerator, UNetGenerator
+from imgtrans.config import ModelConfig
+from imgtrans.models.parts import REFERENCE_ARCHS as ARCHS
+from imgtrans.registry import entry
+from imgtrans.weights import StateDict
 
-StateDict = dict[str, torch.Tensor]
 PathLike = Union[str, os.PathLike]
-
-GENERATORS = ("unet256", "unet128", "encoder-decoder256", "resnet9", "resnet6")
-DISCRIMINATORS = ("patchgan70", "patchgan16", "patchgan286", "pixelgan")
-ARCHS = GENERATORS + DISCRIMINATORS
 
 # Order of the tensors of one module in a state dict: parameters, then buffers.
 _ROLE_ORDER = {"weight": 0, "bias": 1, "running_mean": 2, "running_var": 3, "num_batches_tracked": 4}
@@ -85,17 +84,18 @@ def reference_arguments(state_dict: Mapping[str, torch.Tensor], arch: str) -> di
         "base_channels": first.shape[0],
         "norm": "batch" if any(k.endswith("running_mean") for k in state_dict) else "instance",
     }
-    if arch in GENERATORS:
-        is_unet = arch not in ("resnet9", "resnet6")
-        args["out_channels"] = last.shape[1] if is_unet else last.shape[0]  # ConvTranspose2d vs Conv2d
-        if is_unet:
-            args["dropout_layout"] = "reference"
+    target = entry(arch).target
+    if target is UNetGenerator:
+        args["out_channels"] = last.shape[1]  # a ConvTranspose2d: (in, out, kh, kw)
+        args["dropout_layout"] = "reference"
+    elif target is ResnetGenerator:
+        args["out_channels"] = last.shape[0]
     return args
 
 
 def _layout(arch: str, args: Mapping[str, Any]) -> StateDict:
     with torch.device("meta"):
-        return build(arch, **args).state_dict()
+        return ModelConfig.create(arch, args).instantiate().state_dict()
 
 
 def convert_reference(state_dict_or_path: Mapping[str, torch.Tensor] | PathLike, arch: str) -> StateDict:
@@ -156,7 +156,7 @@ def load_reference(state_dict_or_path: Mapping[str, torch.Tensor] | PathLike, ar
         source = read_reference(state_dict_or_path)
     else:
         source = as_state_dict(state_dict_or_path)
-    model = build(arch, **reference_arguments(source, arch))
+    model = ModelConfig.create(arch, reference_arguments(source, arch)).instantiate()
     model.load_state_dict(convert_reference(source, arch), strict=True)
     return model
 

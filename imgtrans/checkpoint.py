@@ -20,6 +20,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from imgtrans.config import ModelConfig
+from imgtrans.io import atomic_write
+
 FORMAT = "imgtrans-checkpoint-1"
 
 
@@ -36,26 +39,6 @@ class Checkpoint:
         return {k[len(start) :]: v for k, v in self.tensors.items() if k.startswith(start)}
 
 
-def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write a safetensors file through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def optimizer_to_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimiser's state dict into tensors and a JSON-able remainder."""
     state = optimizer.state_dict()
@@ -70,7 +53,7 @@ def optimizer_to_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[d
 
 
 def optimizer_from_tensors(checkpoint: Checkpoint, name: str, meta: dict) -> dict:
-    """Rebuild the state dict that [optimizer_to_tensors][imgtrans.train.checkpoint.optimizer_to_tensors] split."""
+    """Rebuild the state dict that [optimizer_to_tensors][imgtrans.checkpoint.optimizer_to_tensors] split."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in checkpoint.section(name).items():
         index, slot = key.split(".", 1)
@@ -110,11 +93,12 @@ def save_checkpoint(
         tensors.update(opt_tensors)
     tensors.update(rng_tensors())
     meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta}
-    atomic_save(tensors, Path(path), {"imgtrans": json.dumps(meta)})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata={"imgtrans": json.dumps(meta)}))
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint file written by [save_checkpoint][imgtrans.train.checkpoint.save_checkpoint]."""
+    """Read a checkpoint file written by [save_checkpoint][imgtrans.checkpoint.save_checkpoint]."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -126,7 +110,18 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {error})") from None
     if "imgtrans" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not an imgtrans training checkpoint")
-    meta = json.loads(metadata["imgtrans"])
+    try:
+        meta = json.loads(metadata["imgtrans"])
+    except ValueError:
+        raise ValueError(f"{path} has unreadable metadata: it is damaged") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has checkpoint format {meta.get('format')!r}; this imgtrans reads {FORMAT!r}")
     return Checkpoint(tensors, meta)
+
+
+def model_config(meta: dict[str, Any], source: str = "the checkpoint") -> ModelConfig:
+    """The model a checkpoint's metadata describes (imgtrans 0.1 wrote it as ``build_config``, direction aside)."""
+    if "model" in meta:
+        return ModelConfig.from_dict(meta["model"], source)
+    direction = meta.get("train_config", {}).get("direction")
+    return ModelConfig.from_dict({**meta.get("build_config", {}), "direction": direction}, source)

@@ -1,0 +1,159 @@
+"""The zoo: published weights of registered models, fetched once, verified, and cached as safetensors.
+
+A published model is described once, next to its registration (see `imgtrans/models/pix2pix.py`),
+by a [Published][imgtrans.registry.Published] record. Its weights come from one of two places:
+
+- a Hub repository in imgtrans's own format, pinned to a commit, read through the Hub's cache;
+- otherwise a checkpoint of the reference PyTorch implementation, downloaded once, converted
+  without pickle ([convert_reference][imgtrans.reference.convert_reference]) and cached as a
+  save_pretrained folder in ``$HF_HOME/imgtrans/NAME/``; the ``.pth`` is deleted once converted,
+  so every later load reads only safetensors.
+
+Whatever is read is checked against its SHA-256 when one is known (the published one for
+downloads, ``config.json``'s for the cache). A damaged cached copy is reported with a warning and
+fetched again at once; a failed download leaves nothing behind, so the next call starts afresh.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from imgtrans.card import model_card
+from imgtrans.config import CONFIG_FILE, ModelConfig
+from imgtrans.hub import DownloadError, cache_dir, download, hub_cache_dir, hub_download, reference_url
+from imgtrans.io import atomic_write, file_sha256
+from imgtrans.reference import convert_reference
+from imgtrans.registry import Published, did_you_mean, entry, list_models
+from imgtrans.weights import CorruptWeightsError, StateDict, check_weights, read_weights, top_level, write_weights
+
+WEIGHTS_FILE, CARD_FILE = "model.safetensors", "README.md"
+Weights = tuple[StateDict, "tuple[str, ...] | None", Path]
+
+__all__ = ["cached_path", "convert_reference", "fetch", "is_cached", "list_pretrained", "published", "read_published"]
+
+
+def list_pretrained() -> list[str]:
+    """Names with published weights, sorted."""
+    return list_models(pretrained=True)
+
+
+def published(name: str) -> Published:
+    """What was published for ``name``; unknown names fail with the closest ones and the alternatives."""
+    item = entry(name)
+    if item.published is None:
+        hint = did_you_mean(name, list_pretrained(), n=1)
+        if "pretrained_encoder" in item.parameters():
+            hint += " For this part's pretrained timm encoder, build it with pretrained_encoder=True instead."
+        raise KeyError(
+            f"no published weights for {name!r}.{hint} The zoo has: {', '.join(list_pretrained())}; for other "
+            "models pass weights=PATH (a save_pretrained folder, a .safetensors file or a reference .pth)."
+        )
+    return item.published
+
+
+def cached_path(name: str) -> Path:
+    """Where the weights of ``name`` are (or will be) on disk."""
+    hub = published(name).hub
+    if hub is not None:
+        return hub_cache_dir() / f"models--{hub[0].replace('/', '--')}"
+    return cache_dir() / name
+
+
+def is_cached(name: str) -> bool:
+    """Whether the weights of ``name`` are on disk (not checked: loading checks them)."""
+    hub, folder = published(name).hub, cached_path(name)
+    if hub is not None:
+        return (folder / "snapshots" / hub[1] / hub[2]).is_file()
+    return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
+def fetch(name: str) -> Path:
+    """Make sure the weights of ``name`` are on disk and intact; returns their file."""
+    return read_published(name)[2]
+
+
+def read_published(name: str) -> Weights:
+    """The published weights of ``name``: ``(state dict, parts, file)``, fetched if needed.
+
+    A damaged cached copy is fetched again once.
+    """
+    item = published(name)
+    for refresh in (False, True):
+        path, sha256 = _fetch(name, item, refresh)
+        try:
+            return (*read_weights(path, sha256), path)
+        except CorruptWeightsError as problem:
+            if refresh:
+                raise
+            warnings.warn(f"{problem}; downloading it again", stacklevel=3)
+    raise AssertionError("unreachable")
+
+
+def _fetch(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]:
+    """The safetensors file of ``name`` on disk and the SHA-256 it must have."""
+    try:
+        if item.hub is not None:
+            repo_id, revision, filename = item.hub
+            return hub_download(repo_id, filename, revision, refresh=refresh), item.sha256
+        return _fetch_reference(name, item, refresh)
+    except DownloadError as error:
+        raise DownloadError(f"{error}. {_offline_hint(name, item)}") from None
+
+
+def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]:
+    """The cached conversion of the reference checkpoint, made on first use."""
+    folder = cache_dir() / name
+    if refresh:
+        for file in (CONFIG_FILE, WEIGHTS_FILE):
+            (folder / file).unlink(missing_ok=True)
+    if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+        return folder / WEIGHTS_FILE, ModelConfig.read(folder / CONFIG_FILE)[1].get("sha256")
+    checkpoint = folder / item.reference_file
+    if not checkpoint.is_file():
+        download(reference_url(item.reference_file), checkpoint, item.sha256)
+    elif item.sha256 is not None and (actual := file_sha256(checkpoint)) != item.sha256:
+        checkpoint.unlink()
+        raise DownloadError(f"checksum mismatch for {checkpoint}: its SHA-256 is {actual}, expected {item.sha256}")
+    try:  # the conversion checks every tensor's role and shape against the part's layout
+        prefix = f"{item.part}." if item.part else ""
+        state = {prefix + k: v for k, v in convert_reference(checkpoint, item.reference_arch).items()}
+        config = ModelConfig.create(name)
+        model_parts = _check_part(config, item, state, str(checkpoint))
+    except ValueError as error:
+        checkpoint.unlink()
+        raise ValueError(f"{error}\n{checkpoint} was removed; the next call downloads it again") from None
+    parts = (item.part,) if item.part else None
+    sha256 = write_weights(folder / WEIGHTS_FILE, state, parts)
+    atomic_write(folder / CARD_FILE, model_card(config, parts=parts, published=item, model_parts=model_parts))
+    config.write(folder, sha256=sha256)  # last: a folder with a config.json is a complete one
+    checkpoint.unlink()
+    return folder / WEIGHTS_FILE, sha256
+
+
+def _check_part(config: ModelConfig, item: Published, state: StateDict, source: str) -> tuple[str, ...]:
+    """Check that the converted state dict fits the model's part, on the ``meta`` device (nothing allocated).
+
+    Returns the model's top-level parts.
+    """
+    with torch.device("meta"):
+        layout = config.for_loading().instantiate().state_dict()
+    check_weights(layout, state, (item.part,) if item.part else None, source)
+    return tuple(top_level(layout))
+
+
+def _offline_hint(name: str, item: Published) -> str:
+    """How to get the weights of ``name`` onto a machine without network access."""
+    by_path = f"or pass build({name!r}, pretrained=True, weights=PATH)"
+    if item.hub is not None:
+        repo_id, revision, filename = item.hub
+        return (
+            f"To work offline, run `hf download {repo_id} {filename} --revision {revision}` on a connected "
+            f"machine and copy {cached_path(name)} to this one (HF_HUB_CACHE={hub_cache_dir()}), {by_path}"
+        )
+    return (
+        f"To work offline, download {reference_url(item.reference_file)} on a connected machine and put it at "
+        f"{cache_dir() / name / item.reference_file} (it is converted on first use), {by_path}"
+    )
