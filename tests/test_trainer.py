@@ -200,8 +200,8 @@ def test_encoder_frozen_for_the_first_steps(tmp_path):
 
 def test_resume_needs_a_checkpoint_of_the_same_model(tmp_path):
     data = SyntheticFacades(4, 32, seed=0)
-    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
-        Trainer(config(tmp_path / "run", load_size=None, crop_size=None), data, data).fit(resume=True)
+    fresh = Trainer(config(tmp_path / "fresh", load_size=None, crop_size=None, max_steps=1), data, data)
+    assert fresh.fit(resume=True).steps == 1  # stopped before its first checkpoint: starts from the beginning
     Trainer(config(tmp_path / "run", load_size=None, crop_size=None, max_steps=1), data, data).fit()
     other = dict(TINY_MODEL, discriminator="pixelgan")
     with pytest.raises(ValueError, match="holds a different model"):
@@ -222,15 +222,39 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
 
 
-def test_fp16_needs_cuda_and_bad_settings_are_explained(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    with pytest.raises(ValueError, match="amp='fp16' needs a CUDA GPU"):
-        Trainer(config(tmp_path, amp="fp16"), SyntheticFacades(2, 32))
+def test_bad_settings_are_explained(tmp_path):
     with pytest.raises(ValueError, match="amp must be"):
         config(tmp_path, amp="fp8")
     with pytest.raises(ValueError, match="no training data"):
         Trainer(config(tmp_path))
+
+
+def fp16_trainer(out, data, **settings):
+    with pytest.warns(UserWarning, match="fp16 autocast on the CPU"):
+        return Trainer(config(out, load_size=None, crop_size=None, amp="fp16", **settings), data, data)
+
+
+def test_fp16_and_its_gradient_scaler_on_the_cpu_skip_overflowing_steps(tmp_path):
+    data = SyntheticFacades(4, 32, seed=0)
+    trainer = fp16_trainer(tmp_path / "run", data, max_steps=1)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # fp16 gradients overflow at this scale
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit()
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))  # the step was skipped
+    assert trainer.scaler.get_scale() == 2.0**99  # and the scale backed off
+    assert load_checkpoint(trainer.checkpoint_path).meta["scaler"]["scale"] == 2.0**99
+
+
+def test_fp16_on_the_cpu_resumes_exactly_with_its_scaler_state(tmp_path):
+    data = SyntheticFacades(4, 32, seed=0)
+    whole = fp16_trainer(tmp_path / "whole", data, max_steps=4)
+    whole.fit()
+    fp16_trainer(tmp_path / "parts", data, max_steps=2).fit()
+    resumed = fp16_trainer(tmp_path / "parts", data, max_steps=4)
+    resumed.fit(resume=True)
+    assert resumed.scaler.state_dict() == whole.scaler.state_dict()
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

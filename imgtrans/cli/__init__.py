@@ -12,10 +12,13 @@ import sys
 from importlib import import_module
 from typing import Sequence
 
+from PIL.Image import DecompressionBombError
+from safetensors import SafetensorError
+
 # Modules of imgtrans.cli; each defines add_parser(subparsers) and sets `run` on its parser.
 COMMANDS: tuple[str, ...] = ("demo", "train", "translate", "eval", "models", "zoo", "convert")
 
-USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, OSError)
+USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, OSError, SafetensorError, DecompressionBombError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,18 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
+    except BrokenPipeError:  # the reader went away (`imgtrans zoo list | head`): stop quietly, as shell tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print(f"imgtrans {args.command}: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as error:
         if os.environ.get("IMGTRANS_DEBUG"):
             raise
-        from imgtrans.train.config import SettingError
-
-        if isinstance(error, SettingError):
-            message = error.for_flag()
-        else:
+        message = getattr(error, "cli_message", None)  # the error in the command line's words, when it has them
+        if message is None:
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        message = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())  # one line
         print(f"imgtrans {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -23,7 +23,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
     p.add_argument("model", nargs="?", metavar="CONFIG", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.safetensors")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run --out holds (deletes its checkpoint, log and samples)")
     add_settings_flags(p, TrainConfig, skip=("model",))
     p.set_defaults(run=run)
 
@@ -33,11 +34,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = given_settings(args, TrainConfig)
     out = Path(args.out or f"runs/{args.model or 'pix2pix'}")
     base: dict = {}
-    if args.resume:
-        checkpoint = out / "checkpoints" / "last.safetensors"
-        if not checkpoint.is_file():
-            raise FileNotFoundError(f"nothing to resume: no checkpoint at {checkpoint}")
+    checkpoint = out / "checkpoints" / "last.safetensors"
+    if args.resume and checkpoint.is_file():
         base = TrainConfig.from_checkpoint(load_checkpoint(checkpoint).meta["train_config"]).to_dict()
+    elif args.resume and args.model is None:
+        raise FileNotFoundError(
+            f"nothing to resume: no checkpoint at {checkpoint}. If the run stopped before its first checkpoint, "
+            "name its configuration and data to start it again (imgtrans train CONFIG --data DIR --resume)"
+        )
     elif args.model is None:
         raise ValueError("name a pix2pix configuration to train, e.g. `imgtrans train pix2pix-facades --data DIR`")
     if args.model is not None and args.model not in list_models("pix2pix-*"):
@@ -46,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             "`imgtrans models 'pix2pix-*'` lists them"
         )
     base.update(given, out=str(out), **({"model": args.model} if args.model else {}))
-    if not args.resume and base.get("data") is None:
+    if base.get("data") is None:
         raise ValueError("--data is required: a folder of paired images (AB files, or A/ and B/ subfolders)")
     return TrainConfig.from_dict(base)
 
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
             f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "
             f"{trainer.total_steps()} steps, {config.amp} on {trainer.device}) -> {config.out}"
         )
-    summary = trainer.fit(resume=args.resume)
+    summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if trainer.dist.is_main:
         print(f"checkpoint: {summary.checkpoint}")
         print(f"samples:    {summary.samples[-1] if summary.samples else '-'}")

@@ -15,13 +15,14 @@ FORMAT = 2  # 1 (imgtrans 0.1): ``epochs`` counted the constant-rate epochs only
 
 
 class SettingError(ValueError):
-    """A setting with a value it cannot have; ``str()`` names the field, [for_flag][imgtrans.train.config.SettingError.for_flag] the flag."""
+    """A setting with a value it cannot have; ``str()`` names the field, ``cli_message`` the flag."""
 
     def __init__(self, setting: str, problem: str) -> None:
         self.setting, self.problem = setting, problem
         super().__init__(f"{setting} {problem}")
 
-    def for_flag(self) -> str:
+    @property
+    def cli_message(self) -> str:
         """The message as the command line says it: ``--batch-size must be ...``."""
         return f"--{self.setting.replace('_', '-')} {self.problem}"
 
@@ -47,11 +48,15 @@ class TrainConfig:
         load_size: side images are resized to before the random crop (286).
         crop_size: side of the random crop (256).
         flip: random horizontal mirroring.
+        check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
+            (a folder of single photos is not a folder of pairs).
         amp: fp32 (no mixed precision); bf16 autocast (CPU and CUDA); fp16 autocast with a
-            gradient scaler.
+            gradient scaler (CUDA; on the CPU, to check that code path).
         device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
         channels_last: run convolutions in the channels-last memory format.
         compile: compile the generator and discriminator with torch.compile.
+        sync_bn: under torchrun, synchronise BatchNorm statistics across processes (CUDA only). Off
+            by default: the paper normalises over each process's own batch, as single-GPU training does.
         seed: seed of weights, data order, augmentation and dropout.
         workers: data-loading processes (0 loads in the training process).
         log_every: steps between log lines (progress bar and log.jsonl).
@@ -77,10 +82,12 @@ class TrainConfig:
     load_size: int | None = 286
     crop_size: int | None = 256
     flip: bool = True
+    check_pairs: bool = True
     amp: Amp = "fp32"
     device: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    sync_bn: bool = False
     seed: int = 0
     workers: int = 2
     log_every: int = 10

@@ -37,11 +37,12 @@ from imgtrans.io import atomic_write, save_image
 from imgtrans.models.pix2pix import Pix2Pix
 from imgtrans.train.config import SettingError, TrainConfig
 from imgtrans.train.distributed import Distributed
+from imgtrans.train.run import RunFolder
 from imgtrans.train.samples import image_grid
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the last good checkpoint was left intact."""
+    """Training produced a NaN or infinite loss or weight; the last good checkpoint was left intact."""
 
 
 def lr_factor(epochs: int, epochs_decay: int):
@@ -115,8 +116,12 @@ class Trainer:
         device = resolve_device(config.device)
         self.dist = Distributed.from_env(device.type)
         self.device = resolve_device(config.device, self.dist.local_rank)
-        if config.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("amp='fp16' needs a CUDA GPU (it relies on a gradient scaler); use amp='bf16' on the CPU")
+        if config.amp == "fp16" and self.device.type == "cpu":
+            warnings.warn(
+                "fp16 autocast on the CPU is for checking the fp16 code path (gradient scaler included); it is not "
+                "faster than fp32 here. Use amp='bf16' on a CPU with native bfloat16",
+                stacklevel=2,
+            )
         if config.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("this GPU does not support bfloat16; use amp='fp16'")
         if config.amp == "bf16" and self.device.type == "cpu" and not native_cpu_bf16():
@@ -133,6 +138,12 @@ class Trainer:
         self.direction = config.direction or self.model.config.direction
         self.model.config = self.model.config.with_direction(self.direction)
         self.model.config.to_dict()  # checkpoints must be able to record it: refuse now, not at the first save
+        if config.sync_bn and self.dist.enabled:
+            if self.device.type != "cuda":
+                raise SettingError("sync_bn", "needs CUDA: torch synchronises BatchNorm statistics only between GPUs")
+            self.model.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.generator)
+            if self.model.discriminator is not None:
+                self.model.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.discriminator)
         self.model.to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -175,7 +186,8 @@ class Trainer:
                     "images is the input: AtoB or BtoA (facades labels -> photo is BtoA)",
                 )
             in_ch, out_ch = self._model_channels()
-            common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed)
+            common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed,
+                          check_pairs=c.check_pairs)  # fmt: skip
             train_data = PairedImageDataset(c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
             if sample_data is None:
                 sample_data = PairedImageDataset(c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
@@ -216,16 +228,16 @@ class Trainer:
         )
         sampler.set_epoch(epoch)
         indices = list(sampler)[start * self.config.batch_size :]
-        return iter(
-            DataLoader(
-                self.train_data,
-                batch_size=self.config.batch_size,
-                sampler=indices,
-                num_workers=self.config.workers,
-                pin_memory=self.device.type == "cuda",
-                generator=torch.Generator().manual_seed(self.config.seed + epoch),
-            )
+        loader = DataLoader(
+            self.train_data,
+            batch_size=self.config.batch_size,
+            sampler=indices,
+            num_workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(self.config.seed + epoch),
+            worker_init_fn=_quiet_worker if self.config.workers else None,
         )
+        return one_line_errors(iter(loader))
 
     # ------------------------------------------------------------------------------------ a step
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -300,25 +312,47 @@ class Trainer:
     def _raise_if_not_finite(self, values: dict[str, float]) -> None:
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
-            exists = self.checkpoint_path.exists()
-            where = f"the last good checkpoint is {self.checkpoint_path}" if exists else "no checkpoint was written"
             raise NonFiniteLossError(
                 f"non-finite loss before step {self.step} ({', '.join(f'{k}={v}' for k, v in bad.items())}); "
-                f"training stopped and {where}. Try a lower learning rate, amp='fp32', or check the data"
+                f"training stopped and {self._kept()}. Try a lower learning rate or full precision (fp32), or check the data"
             )
 
+    def _kept(self) -> str:
+        """Which checkpoint a failure leaves, in words."""
+        if not self.checkpoint_path.exists():
+            return "no checkpoint was written"
+        try:
+            step = load_checkpoint(self.checkpoint_path).meta["step"]
+        except (ValueError, OSError, KeyError):
+            return f"the checkpoint {self.checkpoint_path} was left as it was"
+        return f"the last good checkpoint is {self.checkpoint_path} (step {step})"
+
     # ------------------------------------------------------------------------------- the loop
-    def fit(self, resume: bool = False) -> RunSummary:
-        """Train until every epoch (or ``max_steps``) is done; ``resume`` continues the last checkpoint.
+    def fit(self, resume: bool = False, overwrite: bool = False) -> RunSummary:
+        """Train until every epoch (or ``max_steps``) is done.
+
+        Args:
+            resume: continue the run in ``config.out`` from its last checkpoint (from the start,
+                if it stopped before its first one).
+            overwrite: replace the run ``config.out`` holds. Without either, a folder that holds
+                a run is refused (see [RunFolder][imgtrans.train.run.RunFolder]), and so is a
+                folder another process trains into.
 
         Returns where the checkpoint, sample grids and exported model are. Ctrl-C (or SIGTERM)
         finishes the current step, saves a checkpoint and returns with ``interrupted=True``.
         """
+        with RunFolder(self.out, active=self.dist.is_main) as run:
+            run.prepare(resume=resume, overwrite=overwrite)
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> RunSummary:
         main = self.dist.is_main
-        if resume:
+        if hasattr(self.train_data, "verify"):  # a damaged file is found now, not hours in
+            self.train_data.verify()
+        if resume and self.checkpoint_path.is_file():
             self.load(self.checkpoint_path)
-            if main:
-                trim_log(self.out / "log.jsonl", self.step)
+        if resume and main:
+            trim_log(self.out / "log.jsonl", self.step)
         per_epoch, total = self.steps_per_epoch(), self.total_steps()
         samples = [self.write_samples()] if main and self.step == 0 else []
         log = (self.out / "log.jsonl").open("a") if main else None
@@ -381,8 +415,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------- state on disk
     def save(self) -> Path:
-        """Write the checkpoint (rank 0), after checking that the losses since the last log are finite."""
+        """Write the checkpoint (rank 0), if the losses since the last log and every tensor are finite.
+
+        A checkpoint is never replaced by one with NaN or infinite weights or optimiser state, and a
+        failed write (a full or read-only disk) leaves the previous one intact.
+        """
         self._raise_if_not_finite({k: v.item() for k, v in self._sums.items()})
+        if bad := self._non_finite_state():
+            raise NonFiniteLossError(
+                f"non-finite values at step {self.step} in {len(bad)} tensor(s) of the model or optimiser "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): training diverged and {self._kept()}. "
+                "Try a lower learning rate"
+            )
         if self.dist.is_main:
             meta = {
                 "step": self.step,
@@ -392,8 +436,30 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "world_size": self.dist.world_size,
             }
-            save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
+            with self._writing("the checkpoint", self.checkpoint_path):
+                save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
         return self.checkpoint_path
+
+    def _non_finite_state(self) -> list[str]:
+        """Names of the model's and optimisers' floating-point tensors holding NaN or infinity."""
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        for name, optimizer in self.optimizers.items():
+            for index, slots in optimizer.state.items():
+                tensors.update({f"optimizer {name}.{k}": v for k, v in slots.items() if isinstance(v, torch.Tensor)})
+        return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+    @contextlib.contextmanager
+    def _writing(self, what: str, path: Path) -> Iterator[None]:
+        """Turn a failed write into one line that says what was kept."""
+        try:
+            yield
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise OSError(
+                error.errno,
+                f"cannot write {what} {path}: {reason}. Nothing was lost: {self._kept()}; free some space "
+                "(or make the folder writable), then resume the run",
+            ) from None
 
     def load(self, path: Path) -> None:
         """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint."""
@@ -411,6 +477,11 @@ class Trainer:
             optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name]))
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
+            # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
+            scheduler.base_lrs = [self.config.lr] * len(scheduler.base_lrs)
+            for group, factor in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas):
+                group.update(initial_lr=self.config.lr, lr=self.config.lr * factor(scheduler.last_epoch))
+                group["betas"] = self.config.betas
         self.scaler.load_state_dict(checkpoint.meta["scaler"])
         self.step = checkpoint.meta["step"]
         restore_rng(checkpoint)
@@ -427,7 +498,38 @@ class Trainer:
 
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.factory.save_pretrained]."""
-        return save_pretrained(self.model, self.out / "model")
+        with self._writing("the exported model", self.out / "model"):
+            return save_pretrained(self.model, self.out / "model")
+
+
+def one_line_errors(batches: Iterator[dict]) -> Iterator[dict]:
+    """``batches``, with an error raised in a loading process re-raised as its own one-line message.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback in its message; the
+    last line of that traceback is the error itself.
+    """
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as error:
+            message = str(error)
+            if "Original Traceback" not in message:
+                raise
+            last = message.strip().splitlines()[-1]
+            text = last.split(": ", 1)[1] if ": " in last else last
+            try:
+                raised = type(error)(text)
+            except Exception:
+                raise error from None
+            raise raised from None
+        yield batch
+
+
+def _quiet_worker(worker_id: int) -> None:
+    """Loading processes leave Ctrl-C to the training process, which stops cleanly and says so once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,142 @@
+"""A run folder belongs to one run: its lock, its history, and what starting a run may do to it.
+
+A user's run is their property. [RunFolder][imgtrans.train.run.RunFolder] makes three promises:
+
+- **one writer.** A training process holds an exclusive lock on ``OUT/.lock`` (``fcntl.flock``)
+  for as long as it runs; a second process into the same folder fails at once and names the
+  holder. The kernel releases the lock when its holder exits, however it exits, so a lock left
+  by a killed process never blocks the next run: nothing has to be "recovered" by hand.
+- **no silent overwrite.** A folder that already holds a run (a checkpoint, a log, samples or an
+  exported model) is continued only when asked (``resume``), replaced only when asked
+  (``overwrite``); otherwise starting fails and names the three ways on.
+- **no leftovers.** Unfinished files of writers that died (``.NAME.tmp-PID``, ``.NAME.part-PID``)
+  are removed when a run starts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from imgtrans.io import remove_stale_temporaries
+
+LOCK_FILE = ".lock"
+HISTORY = ("checkpoints", "log.jsonl", "samples", "model", "best", "tensorboard")
+"""What a run writes into its folder; any of it present means the folder holds a run."""
+
+
+class RunInUseError(RuntimeError):
+    """Another process is training into the same run folder."""
+
+
+class RunExistsError(FileExistsError):
+    """The run folder already holds a run, and neither resuming nor overwriting it was asked for."""
+
+    def __init__(self, folder: Path, found: list[str]) -> None:
+        self.folder, self.found = folder, found
+        super().__init__(self._message("fit(resume=True)", "fit(overwrite=True)", "another config.out"))
+
+    @property
+    def cli_message(self) -> str:
+        """The message in the command line's words."""
+        return self._message("--resume", "--overwrite", "another --out")
+
+    def _message(self, resume: str, overwrite: str, other: str) -> str:
+        return (
+            f"{self.folder} already holds a run ({', '.join(self.found)}); nothing was changed. To continue it use "
+            f"{resume}, to replace it use {overwrite}, or train into {other}"
+        )
+
+
+class RunFolder:
+    """The lock on a run folder and what may be done to its contents; a context manager.
+
+    Args:
+        folder: the run folder (created if needed).
+        active: whether this process writes the folder (rank 0 under torchrun); other processes
+            neither lock nor change it.
+    """
+
+    def __init__(self, folder: str | os.PathLike, active: bool = True) -> None:
+        self.folder, self.active = Path(folder), active
+        self._handle = None
+
+    def __enter__(self) -> "RunFolder":
+        if self.active:
+            self.lock()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.unlock()
+
+    def lock(self) -> None:
+        """Take the folder's lock, or fail at once naming the process that holds it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _describe(handle.read())
+            handle.close()
+            raise RunInUseError(
+                f"{self.folder} is in use by another training run ({holder}); wait for it to finish or stop it, "
+                "or train into another folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        holder = {"pid": os.getpid(), "host": os.uname().nodename, "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                  "command": " ".join(sys.argv)}  # fmt: skip
+        handle.write(json.dumps(holder) + "\n")
+        handle.flush()
+        self._handle = handle
+
+    def unlock(self) -> None:
+        """Release the lock (the kernel does it anyway when the process exits)."""
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def history(self) -> list[str]:
+        """What of a run the folder holds (``checkpoints``, ``log.jsonl``...), in ``HISTORY`` order."""
+        found = []
+        for name in HISTORY:
+            path = self.folder / name
+            if path.is_file() and path.stat().st_size > 0 or path.is_dir() and any(path.iterdir()):
+                found.append(name)
+        return found
+
+    def prepare(self, *, resume: bool, overwrite: bool) -> None:
+        """Check what starting may do to the folder, then clear the leftovers of dead writers.
+
+        Raises:
+            RunExistsError: the folder holds a run, and neither ``resume`` nor ``overwrite`` is set.
+            ValueError: both are set.
+        """
+        if not self.active:
+            return
+        if resume and overwrite:
+            raise ValueError("resume continues the run in the folder and overwrite replaces it: choose one")
+        found = self.history()
+        if found and overwrite:
+            for name in found:
+                path = self.folder / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        elif found and not resume:
+            raise RunExistsError(self.folder, found)
+        for folder in (self.folder, *(p for p in self.folder.rglob("*") if p.is_dir())):
+            remove_stale_temporaries(folder)
+
+
+def _describe(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"process {holder['pid']} on {holder['host']} since {holder['since']}: {holder['command']}"
+    except (ValueError, KeyError, TypeError):
+        return "a process that left no description"
