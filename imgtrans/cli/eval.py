@@ -9,6 +9,7 @@ from torch.utils.data import Subset
 
 from imgtrans.cli.translate import input_channels
 from imgtrans.data import PairedImageDataset
+from imgtrans.datasets import resolve_data
 from imgtrans.evaluation import MODES, evaluate_model
 from imgtrans.loading import load_model
 from imgtrans.metrics import format_summary
@@ -23,7 +24,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "lab_histograms.png, in the usual eval mode and in the paper's test-time mode.",
     )
     p.add_argument("model", help="zoo name, saved model folder, run folder or checkpoint file")
-    p.add_argument("--data", required=True, help="folder of AB images, or with A/ and B/ subfolders")
+    p.add_argument("--data", required=True, help="folder of AB images, or with A/ and B/ subfolders; or NAME[/SPLIT]")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB")
     p.add_argument("--out", help="report folder (default: eval-<data folder name>)")
     p.add_argument("--size", type=int, help="resize images to SIZE x SIZE (default: native size)")
@@ -35,6 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.data = str(resolve_data(args.data))  # a downloaded dataset's name means its folder
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
     in_channels = input_channels(model)

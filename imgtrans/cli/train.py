@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from imgtrans.datasets import resolve_data
 from imgtrans.registry import list_models
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train.checkpoint import load_checkpoint
@@ -39,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
     p.add_argument("config", nargs="?", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
-    p.add_argument("--data", help="folder of AB images, or with A/ and B/ subfolders")
+    p.add_argument("--data", help="folder of AB images, or with A/ and B/ subfolders; or a downloaded dataset: NAME[/SPLIT]")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="AtoB (default) or BtoA (facades labels -> photo)")
     p.add_argument("--out", help="run folder (default runs/CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.safetensors")
@@ -85,6 +86,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for flag, name in FIELDS.items():
         if getattr(args, flag) is not None:
             base[name] = getattr(args, flag)
+    if args.data is not None:  # a dataset name (`imgtrans data download NAME`) means its folder
+        base["data"] = str(resolve_data(args.data))
     if args.model_args is not None:
         base["model_args"] = args.model_args
     if args.epochs is not None or args.epochs_decay is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from imgtrans.data.paired import IMAGE_EXTENSIONS, MODES, image_files, read_image, to_tensor
+from imgtrans.datasets import resolve_data
 from imgtrans.inference import compile_for_inference, generator_of, translate, translate_tiled
 from imgtrans.loading import load_model
 from imgtrans.train.samples import save_image
@@ -22,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Images larger than --tile are processed in overlapping, blended tiles so memory stays bounded.",
     )
     p.add_argument("model", help="zoo name, saved model folder, run folder or checkpoint file")
-    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images, or a downloaded dataset: NAME[/SPLIT]")
     p.add_argument("--out", required=True, help="folder for the translated images (PNG)")
     p.add_argument("--batch-size", type=int, default=4, help="images (or tiles) per forward pass")
     p.add_argument("--tile", type=int, default=1024, help="largest side translated in one pass")
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
     channels = input_channels(model)
-    files = input_files(args.inputs)
+    files = input_files([str(resolve_data(name)) for name in args.inputs])
     writer = OutputFolder(Path(args.out))
 
     if args.compile and args.paper_test_mode:
