@@ -52,7 +52,7 @@ FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 """Image formats the server decodes (with Pillow)."""
 
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
-CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'"
+CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self' blob:"
 DISCARD_LIMIT = 64 * 1024 * 1024  # an oversized body up to this size is read and dropped, so the browser gets the answer
 
 
