@@ -194,3 +194,19 @@ def test_the_cli_says_when_the_port_is_taken(tmp_path, capsys, model):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["app", str(tmp_path / "tiny"), "--port", "70000"]) == 2
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
+
+
+def test_the_space_files_run_the_app_on_the_port_they_declare():
+    from pathlib import Path
+
+    from imgtrans.cli import build_parser
+
+    space = Path(__file__).resolve().parents[1] / "spaces" / "facades"
+    front = (space / "README.md").read_text().split("---")[1]
+    settings = dict(line.split(": ", 1) for line in front.strip().splitlines())
+    assert settings["sdk"] == "docker" and settings["app_port"] == "7860"
+    command = next(line for line in (space / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    argv = json.loads(command.removeprefix("CMD "))
+    assert argv[0] == "imgtrans"
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "app" and args.port == 7860 and args.host == "0.0.0.0" and args.model == "pix2pix-facades"

@@ -9,7 +9,7 @@ https://cmp.felk.cvut.cz/~tylecr1/facade/): 1 background, 2 facade, 3 window, 4 
 measured, not guessed: the files are JPEG, so every colour is the median of the pixels nearest
 its peak in all 400 training label maps (``benchmarks/facades_palette.py`` prints them, with
 each class's share of pixels and the number of maps it appears in; the 106 test maps give the
-same colours within 2 levels). The class order is the palette's hue order, and the layout agrees
+same colours within 5 levels). The class order is the palette's hue order, and the layout agrees
 with the names: sills lie under windows, doors and shops at the bottom, cornices above windows.
 
 **Edges** (edges2shoes, edges2handbags): black strokes on white.
