@@ -210,3 +210,15 @@ def test_the_space_files_run_the_app_on_the_port_they_declare():
     assert argv[0] == "imgtrans"
     args = build_parser().parse_args(argv[1:])
     assert args.command == "app" and args.port == 7860 and args.host == "0.0.0.0" and args.model == "pix2pix-facades"
+
+
+def test_a_model_in_training_mode_is_translated_in_eval_mode_and_left_as_it_was(server, model):
+    image = drawn_facade(64)
+    model.train()
+    try:
+        status, body, _ = post(server, encode(image))
+        assert model.training and model.generator.training
+    finally:
+        model.eval()
+    assert status == 200
+    assert np.abs(np.asarray(Image.open(BytesIO(body)), np.float32) - expected(model, image)).max() <= 0.5 + 1e-3

@@ -136,7 +136,7 @@ class AppServer(ThreadingHTTPServer):
         max_side: int,
         device: str | torch.device,
     ) -> None:
-        self.model, self.palette, self.model_name = model.eval(), palette, model_name
+        self.model, self.palette, self.model_name = model, palette, model_name  # translate() runs it in eval mode
         self.max_upload_bytes, self.max_side, self.device = max_upload_bytes, max_side, device
         self.lock = threading.Lock()  # one translation at a time: torch already uses every core
         example, self.example_source = example_image(palette)
