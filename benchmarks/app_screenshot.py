@@ -26,7 +26,7 @@ from imgtrans.loading import load_model
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1340,900")  # fmt: skip
+         "--hide-scrollbars", "--window-size=1340,960")  # fmt: skip
 
 
 def main() -> None:
