@@ -194,6 +194,8 @@ def test_the_cli_says_when_the_port_is_taken(tmp_path, capsys, model):
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["app", str(tmp_path / "tiny"), "--port", "70000"]) == 2
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
+    assert main(["app", str(tmp_path / "tiny"), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
 
 
 def test_the_space_files_run_the_app_on_the_port_they_declare():
