@@ -352,8 +352,9 @@ def _fetch_once(url: str, partial: Path) -> bool:
         else:  # the server sent the whole file: start over
             have, mode = 0, "wb"
             expected = int(length) if length is not None and length.isdigit() else None
+        name = partial.name.removesuffix(".part")
         with open(partial, mode) as out, tqdm(
-            total=expected, initial=have, unit="B", unit_scale=True, desc=partial.name.removesuffix(".part"), disable=None
+            total=expected, initial=have, unit="B", unit_scale=True, desc=name, disable=None
         ) as bar:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
@@ -392,7 +393,8 @@ def check_archive(archive: Path, name: str) -> int:
 
 
 def unsafe_member(member: tarfile.TarInfo, name: str) -> None:
-    """Raise [UnsafeArchiveError][imgtrans.datasets.UnsafeArchiveError] unless ``member`` is a plain file or folder under ``name/``."""
+    """Raise [UnsafeArchiveError][imgtrans.datasets.UnsafeArchiveError] unless ``member`` is a plain file
+    or folder under ``name/``."""
     path = PurePosixPath(member.name)
     where = f"archive member {member.name!r}"
     if path.is_absolute() or member.name.startswith(("/", "\\")) or ":" in path.parts[0]:

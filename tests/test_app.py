@@ -32,7 +32,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def server(model):
-    server = make_server(model, "127.0.0.1", 0, palette=FACADES, model_name="tiny", max_upload_bytes=200_000, max_side=600)
+    server = make_server(model, "127.0.0.1", 0, palette=FACADES, model_name="tiny",
+                         max_upload_bytes=200_000, max_side=600)  # fmt: skip
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server

@@ -80,7 +80,8 @@ def browser():
 
 def open_page(browser, server):
     browser.get(server.url)
-    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+    body = browser.find_element(By.TAG_NAME, "body")
+    WebDriverWait(browser, 30).until(lambda d: body.get_attribute("data-ready") == "true")
     wait_for_output(browser, 1)  # the example is translated on load
 
 
@@ -105,7 +106,8 @@ def fetch_bytes(browser, url: str) -> bytes:
 
 def check_translation(browser, model) -> tuple[Image.Image, np.ndarray]:
     """The input the page sent and the output it shows; asserts output == translate(input) up to 8-bit rounding."""
-    sent = Image.open(BytesIO(fetch_bytes(browser, browser.find_element(By.ID, "download-input").get_attribute("href"))))
+    link = browser.find_element(By.ID, "download-input").get_attribute("href")
+    sent = Image.open(BytesIO(fetch_bytes(browser, link)))
     shown = Image.open(BytesIO(fetch_bytes(browser, browser.find_element(By.ID, "output").get_attribute("src"))))
     assert shown.size == sent.size
     y = translate(model, to_tensor(sent.convert("RGB")).unsqueeze(0))[0]

@@ -53,7 +53,8 @@ FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 STATIC = {"app.js": "text/javascript", "app.css": "text/css"}
 CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self' blob:"
-DISCARD_LIMIT = 64 * 1024 * 1024  # an oversized body up to this size is read and dropped, so the browser gets the answer
+# An oversized body up to this size is read and dropped, so that the browser gets the answer.
+DISCARD_LIMIT = 64 * 1024 * 1024
 
 
 class RefusedUpload(ValueError):
@@ -65,7 +66,7 @@ class RefusedUpload(ValueError):
 
 
 def decode_upload(body: bytes, max_side: int = MAX_SIDE) -> Image.Image:
-    """The image an upload holds, fully decoded, or [RefusedUpload][imgtrans.app.server.RefusedUpload] saying why not."""
+    """The image an upload holds, fully decoded; else [RefusedUpload][imgtrans.app.server.RefusedUpload] says why."""
     if not body:
         raise RefusedUpload("the upload is empty: choose an image file", HTTPStatus.BAD_REQUEST)
     try:
@@ -109,7 +110,7 @@ def translate_image(
     """
     channels = getattr(generator_of(model), "in_channels", 3)
     if channels not in MODES:
-        raise ValueError(f"the model expects {channels}-channel inputs; only 1, 3 or 4 channels can be read from images")
+        raise ValueError(f"the model expects {channels}-channel inputs; images give 1, 3 or 4 channels")
     x = to_tensor(image.convert(MODES[channels])).unsqueeze(0).to(device)
 
     def run(batch: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted, in MiB (default 10)")
     p.add_argument("--max-side", type=int, default=MAX_SIDE, help=f"largest image side accepted (default {MAX_SIDE})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: torch's; 1 is faster on a busy machine)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: torch's; 1 is best on a busy CPU)")
     p.set_defaults(run=run)
 
 

@@ -40,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
     p.add_argument("config", nargs="?", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
-    p.add_argument("--data", help="folder of AB images, or with A/ and B/ subfolders; or a downloaded dataset: NAME[/SPLIT]")
+    p.add_argument("--data", help="folder of AB images, or with A/ and B/ subfolders; or a dataset: NAME[/SPLIT]")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="AtoB (default) or BtoA (facades labels -> photo)")
     p.add_argument("--out", help="run folder (default runs/CONFIG)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.safetensors")
