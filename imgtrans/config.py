@@ -126,8 +126,16 @@ class ModelConfig:
 
     def check_size(self) -> None:
         """Count the model's elements on the ``meta`` device; refuse more than ``MAX_PARAMETERS``."""
-        with torch.device("meta"):
-            model = entry(self.name).target(**self.for_loading().build_arguments)
+        try:
+            with torch.device("meta"):
+                model = entry(self.name).target(**self.for_loading().build_arguments)
+        except RuntimeError as error:  # torch's own size arithmetic overflowed: far too large
+            if "overflow" not in str(error):
+                raise
+            raise ValueError(
+                f"{self.name} with these arguments is too large to build ({str(error).splitlines()[0]}); check the "
+                "sizes (base_channels, num_downs, n_layers...)"
+            ) from None
         if not isinstance(model, nn.Module):
             raise TypeError(f"{self.name!r} built a {type(model).__name__}, not a torch.nn.Module")
         count = sum(t.numel() for t in (*model.parameters(), *model.buffers()))

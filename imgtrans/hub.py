@@ -11,6 +11,7 @@ so one environment configures both (huggingface_hub reads them when it is import
 | ``HF_ENDPOINT`` | the Hub's address (default ``https://huggingface.co``) |
 | ``HF_HUB_DOWNLOAD_TIMEOUT`` | seconds a connection may stay silent before a download gives up (default 10) |
 | ``IMGTRANS_REFERENCE_URL`` | mirror of the reference implementation's checkpoints (read at each call) |
+| ``IMGTRANS_DATASETS_URL`` | mirror of the pix2pix datasets: a base address under which ``NAME.tar.gz`` is fetched (read at each call) |
 
 Every download goes to ``.NAME.part-PID`` beside its destination and is renamed only once complete
 and, when a checksum is known, verified; an interrupted one leaves no file that looks finished, and
@@ -42,6 +43,10 @@ REFERENCE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
 """Where the reference implementation publishes its pix2pix checkpoints; ``IMGTRANS_REFERENCE_URL`` overrides it."""
 
 
+DATASETS_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+"""Where the reference implementation downloads its pix2pix datasets; ``IMGTRANS_DATASETS_URL`` overrides it."""
+
+
 class DownloadError(OSError):
     """A file could not be fetched: offline, unreachable, timed out, truncated or failing its checksum."""
 
@@ -69,6 +74,12 @@ def hub_cache_dir() -> Path:
 def cache_dir() -> Path:
     """imgtrans's own cache: ``$HF_HOME/imgtrans`` (converted zoo models, one folder each)."""
     return Path(constants.HF_HOME).expanduser() / "imgtrans"
+
+
+def datasets_url(name: str) -> str:
+    """The address of a pix2pix dataset archive, on ``IMGTRANS_DATASETS_URL`` when it is set."""
+    base = os.environ.get("IMGTRANS_DATASETS_URL") or DATASETS_URL
+    return f"{base.rstrip('/')}/{name}.tar.gz"
 
 
 def reference_url(filename: str) -> str:
@@ -122,6 +133,84 @@ def download(url: str, destination: str | os.PathLike, sha256: str | None = None
     finally:
         partial.unlink(missing_ok=True)
     return destination
+
+
+def download_resumable(url: str, destination: Path, tries: int = 3) -> Path:
+    """Download ``url`` to ``destination`` through ``destination.part``, resuming with HTTP ``Range``.
+
+    A partial file left by an earlier call or a dropped connection is continued from its end when
+    the server honours ``Range`` (``206``), and restarted when it does not (``200``). The file is
+    renamed to ``destination`` only once it has the length the server announced.
+    """
+    if offline():
+        raise DownloadError(f"offline mode (HF_HUB_OFFLINE is set), so {url} was not downloaded")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    problem = ""
+    for _ in range(tries):
+        try:
+            if _fetch_once(url, partial):
+                os.replace(partial, destination)
+                return destination
+            problem = f"the connection closed at {_size(partial)} bytes"
+        except http.client.IncompleteRead:
+            problem = f"the connection closed at {_size(partial)} bytes"
+        except urllib.error.HTTPError as error:
+            raise DownloadError(f"{url} answered HTTP {error.code} {error.reason}") from None
+        except urllib.error.URLError as error:
+            raise DownloadError(f"cannot reach {url}: {error.reason}") from None
+        except (socket.timeout, TimeoutError):
+            problem = f"no data for {timeout():g} s (HF_HUB_DOWNLOAD_TIMEOUT)"
+        except (ConnectionError, http.client.HTTPException) as error:
+            problem = f"{type(error).__name__}: {error}"
+    raise DownloadError(
+        f"download of {url} stopped after {tries} tries ({problem}); {_size(partial)} bytes are kept "
+        f"in {partial}: run the same command again to resume"
+    )
+
+
+def _size(path: Path) -> int:
+    """The size of ``path`` in bytes, 0 when it does not exist."""
+    return path.stat().st_size if path.exists() else 0
+
+
+def _fetch_once(url: str, partial: Path) -> bool:
+    """One request, appending to ``partial``; ``True`` when the file is complete."""
+    have = _size(partial)
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout())
+    except urllib.error.HTTPError as error:
+        if error.code != 416:  # 416: nothing after byte `have`; the part is complete or larger than the file
+            raise
+        total = error.headers.get("Content-Range", "").rpartition("/")[2]
+        if total.isdigit() and int(total) == have:
+            return True
+        partial.unlink()
+        return False
+    with response:
+        length = response.headers.get("Content-Length")
+        if response.status == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            total = response.headers["Content-Range"].rpartition("/")[2]
+            expected = int(total) if total.isdigit() else None
+            mode = "ab"
+        else:  # the server sent the whole file: start over
+            have, mode = 0, "wb"
+            expected = int(length) if length is not None and length.isdigit() else None
+        name = partial.name.removesuffix(".part")
+        with open(partial, mode) as out, tqdm(
+            total=expected, initial=have, unit="B", unit_scale=True, desc=name, disable=None
+        ) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                bar.update(len(chunk))
+    size = partial.stat().st_size
+    if expected is None:
+        return True  # no length announced: the archive check that follows is the judge
+    if size > expected:
+        partial.unlink()
+        raise DownloadError(f"{url} sent {size} bytes, more than the {expected} it announced")
+    return size == expected
 
 
 def hub_download(repo_id: str, filename: str, revision: str | None = None, *, refresh: bool = False) -> Path:

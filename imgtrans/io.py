@@ -142,7 +142,7 @@ def read_image(path: PathLike, channels: int) -> Image.Image:
             try:
                 with Image.open(path) as image:
                     image.load()
-                    return _normalise_mode(image, channels, path)
+                    return as_channels(image, channels, str(path))
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -171,25 +171,35 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def _normalise_mode(image: Image.Image, channels: int, path: Path) -> Image.Image:
+def as_channels(image: Image.Image, channels: int, source: str = "the image") -> Image.Image:
+    """A loaded image in a mode [image_to_tensor][imgtrans.io.image_to_tensor] turns into ``channels`` (see [read_image][imgtrans.io.read_image])."""
     if image.mode in _DEEP_MODES:
         array = np.asarray(image, dtype=np.float64)
         white = _DEEP_MODES[image.mode]
         if white is None and image.mode == "I":  # 32-bit integers: 16-bit data when it fits (PNG), else 32-bit
             if array.min(initial=0) < 0:
-                raise ValueError(f"{path} is a signed 32-bit image with negative values; save it as 8 or 16 bits")
+                raise ValueError(f"{source} is a signed 32-bit image with negative values; save it as 8 or 16 bits")
             white = 65535 if array.max(initial=0) <= 65535 else 2**32 - 1
         elif white is None:  # floating point: must already be in [0, 1]
             if not np.isfinite(array).all() or array.min(initial=0) < 0 or array.max(initial=0) > 1:
                 raise ValueError(
-                    f"{path} is a floating-point image with values outside [0, 1] (or NaN); imgtrans reads "
+                    f"{source} is a floating-point image with values outside [0, 1] (or NaN); imgtrans reads "
                     "float images in [0, 1]: rescale it, or save it as an 8- or 16-bit image"
                 )
             white = 1
         return Image.fromarray((array / white).astype(np.float32), mode="F")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    return image.convert(CHANNEL_MODES[channels])
+    target = CHANNEL_MODES[channels]
+    for route in ((), ("RGBA",), ("RGB",)):  # Pillow converts some modes (LAB to L, La) only through RGB
+        try:
+            converted = image
+            for mode in (*route, target):
+                converted = converted.convert(mode)
+            return converted
+        except ValueError:
+            continue
+    raise ValueError(f"{source} has the image mode {image.mode}, which Pillow cannot convert to {target}; save it as RGB")
 
 
 def convert_channels(image: Image.Image, channels: int) -> Image.Image:

@@ -305,3 +305,16 @@ def test_two_cpu_processes_with_torchrun(tmp_path, ab_data):
     lines = (run / "log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]  # rank 0 alone logs
     assert load_checkpoint(run / "checkpoints" / "last.safetensors").meta["world_size"] == 2
+
+
+def test_sync_bn_under_torchrun_on_the_cpu_is_refused_with_the_reason(tmp_path, ab_data):
+    # torch synchronises BatchNorm only between GPUs; the CUDA path itself is not exercised here.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    argv = ["train", "pix2pix-facades", "--data", str(ab_data), "--out", str(tmp_path / "run"), "--model-args",
+            json.dumps(TINY_MODEL), "--max-steps", "1", "--workers", "0", "--sync-bn", "--device", "cpu"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "imgtrans", *argv],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "imgtrans train: error: --sync-bn needs CUDA: torch synchronises BatchNorm statistics only between GPUs" in result.stderr

@@ -25,21 +25,27 @@ from imgtrans import registry
 
 
 def hub_settings(monkeypatch, **settings) -> None:
-    """Set huggingface_hub's settings, as its environment variables would at import (imgtrans reads them there).
+    """Set huggingface_hub's settings for this process (as its variables would at import) and its children.
 
     ``offline``, ``endpoint``, ``timeout``, ``home`` stand for ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``,
     ``HF_HUB_DOWNLOAD_TIMEOUT`` and ``HF_HOME`` (with ``HF_HUB_CACHE`` under it).
     """
-    names = {"offline": "HF_HUB_OFFLINE", "endpoint": "ENDPOINT", "timeout": "HF_HUB_DOWNLOAD_TIMEOUT"}
+    constants = huggingface_hub.constants
     for key, value in settings.items():
         if key == "home":
-            monkeypatch.setattr(huggingface_hub.constants, "HF_HOME", str(value))
-            monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(Path(value) / "hub"))
-        else:
-            monkeypatch.setattr(huggingface_hub.constants, names[key], value)
-        if key == "endpoint":  # huggingface_hub derives its URL template from HF_ENDPOINT at import, too
-            template = value.rstrip("/") + "/{repo_id}/resolve/{revision}/{filename}"
-            monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+            for name, path in (("HF_HOME", Path(value)), ("HF_HUB_CACHE", Path(value) / "hub")):
+                monkeypatch.setattr(constants, name, str(path))
+                monkeypatch.setenv(name, str(path))
+        elif key == "offline":
+            monkeypatch.setattr(constants, "HF_HUB_OFFLINE", bool(value))
+            monkeypatch.setenv("HF_HUB_OFFLINE", "1" if value else "0")
+        elif key == "timeout":
+            monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", value)
+            monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", str(value))
+        else:  # endpoint: huggingface_hub derives its URL template from HF_ENDPOINT at import, too
+            monkeypatch.setattr(constants, "ENDPOINT", value)
+            monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", value.rstrip("/") + "/{repo_id}/resolve/{revision}/{filename}")
+            monkeypatch.setenv("HF_ENDPOINT", value)
 
 
 def publish(monkeypatch, name: str, published, direction: str | None = "AtoB") -> None:

@@ -42,6 +42,10 @@ def check_range(name: str, value: int, low: int, high: int | None = None) -> Non
         raise ValueError(f"{name} must be {bounds}; got {value}")
 
 
+MAX_WIDTH = 1024
+"""The most filters a network's first layer may have (the paper's is 64): deeper layers have up to 8 times more."""
+
+
 def norm_layer(norm: Norm, channels: int) -> nn.Module | None:
     """The normalisation layer for ``norm``, or ``None`` for ``"none"``.
 

@@ -14,6 +14,8 @@ def init_weights(module: nn.Module, std: float = 0.02) -> nn.Module:
     reference implementation's ``init_type="normal"``. Returns ``module`` for chaining.
     """
     for m in module.modules():
+        if getattr(getattr(m, "weight", None), "is_meta", False):
+            continue  # a layout on the meta device has no values (and torch's meta normal_ imports dynamo: 1 s)
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:

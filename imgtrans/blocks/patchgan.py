@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from imgtrans.blocks.conv import Norm, check_range, stack
+from imgtrans.blocks.conv import MAX_WIDTH, Norm, check_range, stack
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input
 
@@ -46,7 +46,7 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 6, base_channels: int = 64, n_layers: int = 3, norm: Norm = "batch") -> None:
         super().__init__()
         check_range("n_layers", n_layers, 0, MAX_LAYERS)  # 0 is the 1x1 PixelGAN
-        check_range("base_channels", base_channels, 1)
+        check_range("base_channels", base_channels, 1, MAX_WIDTH)
         self.in_channels = in_channels
         spec = notation(n_layers, base_channels)
         if n_layers == 0:  # PixelGAN: 1x1 convolutions throughout

@@ -12,7 +12,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from imgtrans.blocks.conv import Norm, check_range, norm_layer
+from imgtrans.blocks.conv import MAX_WIDTH, Norm, check_range, norm_layer
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input, crop_padding, pad_to_multiple
 
@@ -74,7 +74,7 @@ class ResnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         check_range("n_blocks", n_blocks, 0, 64)
-        check_range("base_channels", base_channels, 1)
+        check_range("base_channels", base_channels, 1, MAX_WIDTH)
         self.in_channels = in_channels
         bias = norm != "batch"
         c = base_channels

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgtrans.blocks.conv import Ck, Norm, check_choice, check_range
+from imgtrans.blocks.conv import MAX_WIDTH, Ck, Norm, check_choice, check_range
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input, crop_padding, pad_to_multiple
 from imgtrans.blocks.transposed import MatmulConvTranspose2d
@@ -65,7 +65,7 @@ class UNetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         check_range("num_downs", num_downs, 5, MAX_DOWNS)  # 8 in the paper, for 256x256
-        check_range("base_channels", base_channels, 1)
+        check_range("base_channels", base_channels, 1, MAX_WIDTH)
         check_range("out_channels", out_channels, 1)
         self.in_channels, self.num_downs, self.skips = in_channels, num_downs, skips
         widths = [base_channels * min(2**i, 8) for i in range(num_downs)]

@@ -16,7 +16,7 @@ from PIL.Image import DecompressionBombError
 from safetensors import SafetensorError
 
 # Modules of imgtrans.cli; each defines add_parser(subparsers) and sets `run` on its parser.
-COMMANDS: tuple[str, ...] = ("demo", "train", "translate", "eval", "models", "zoo", "convert")
+COMMANDS: tuple[str, ...] = ("demo", "train", "translate", "eval", "models", "zoo", "convert", "data", "app")
 
 USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, OSError, SafetensorError, DecompressionBombError)
 

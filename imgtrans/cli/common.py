@@ -21,6 +21,9 @@ from imgtrans.factory import load
 from imgtrans.inference import generator_of
 from imgtrans.io import CHANNEL_MODES, IMAGE_EXTENSIONS, image_files
 
+NONE = type("ExplicitNone", (), {"__repr__": lambda self: "none"})()
+"""What a flag given as ``none`` parses to, told apart from a flag not given (``None``)."""
+
 MODEL_HELP = "a published model's name, a saved model folder, a training run folder or a checkpoint file"
 
 
@@ -121,13 +124,19 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings: type, skip: tu
 
 def given_settings(args: argparse.Namespace, settings: type) -> dict[str, Any]:
     """The fields of ``settings`` that were given on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(settings) if getattr(args, f.name, None) is not None}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(settings) if getattr(args, f.name, None) is not None}
+    return {name: None if value is NONE else value for name, value in given.items()}
 
 
 def _argparse_type(hint: Any) -> dict[str, Any]:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union or type(hint).__name__ == "UnionType":
-        return _argparse_type(next(a for a in args if a is not type(None)))
+        inner = _argparse_type(next(a for a in args if a is not type(None)))
+        if inner.get("type") is not None and type(None) in args:  # "none" gives None: --load-size none
+            parse = inner["type"]
+            inner["type"] = lambda text: NONE if text.lower() == "none" else parse(text)
+            inner["type"].__name__ = getattr(parse, "__name__", "value") + " or none"
+        return inner
     if origin is typing.Literal:
         return {"choices": list(args)}
     if origin is tuple:

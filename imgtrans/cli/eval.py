@@ -9,6 +9,7 @@ from torch.utils.data import Subset
 
 from imgtrans.cli.common import MODEL_HELP, count, load_model, model_channels, model_direction
 from imgtrans.data import PairedImageDataset
+from imgtrans.datasets import resolve_data
 from imgtrans.evaluation import MODES, evaluate_model
 from imgtrans.metrics import format_summary
 
@@ -21,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "lab_histograms.png, in the usual eval mode and in the paper's test-time mode.",
     )
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--data", required=True, help="folder of AB images, or with A/ and B/ subfolders")
+    p.add_argument("--data", required=True, help="folder of AB images, or with A/ and B/ subfolders; or a downloaded dataset: NAME[/SPLIT]")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="which half of AB images is the input (default: the model's)")
     p.add_argument("--out", help="report folder (default: eval-<data folder name>)")
     p.add_argument("--size", type=count(1), help="resize images to SIZE x SIZE (default: native size)")
@@ -33,6 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.data = str(resolve_data(args.data))  # a downloaded dataset's name means its folder
     model, device = load_model(args.model, args.device)
     in_channels, out_channels = model_channels(model)
     direction = model_direction(model, args.direction)

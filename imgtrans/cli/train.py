@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imgtrans.checkpoint import load_checkpoint
 from imgtrans.cli.common import add_settings_flags, given_settings
+from imgtrans.datasets import resolve_data
 from imgtrans.registry import did_you_mean, list_models
 from imgtrans.train import TrainConfig, Trainer
 
@@ -50,6 +51,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             "`imgtrans models 'pix2pix-*'` lists them"
         )
     base.update(given, out=str(out), **({"model": args.model} if args.model else {}))
+    if base.get("data") is not None:
+        base["data"] = str(resolve_data(base["data"]))  # a downloaded dataset's name means its folder
     if base.get("data") is None:
         raise ValueError("--data is required: a folder of paired images (AB files, or A/ and B/ subfolders)")
     return TrainConfig.from_dict(base)

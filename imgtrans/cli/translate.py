@@ -9,6 +9,7 @@ import torch
 
 from imgtrans.cli.common import MODEL_HELP, count, input_files, load_model, model_channels, model_direction
 from imgtrans.inference import compile_for_inference, translate, translate_tiled
+from imgtrans.datasets import resolve_data
 from imgtrans.io import image_to_tensor, read_image, save_image
 
 
@@ -20,7 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Images larger than --tile are processed in overlapping, blended tiles so memory stays bounded.",
     )
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images, or a downloaded dataset: NAME[/SPLIT]")
     p.add_argument("--out", required=True, help="folder for the translated images (PNG)")
     p.add_argument("--batch-size", type=count(1), default=4, help="images (or tiles) per forward pass")
     p.add_argument("--tile", type=count(16), default=1024, help="largest side translated in one pass")
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         split = "left" if model_direction(model, args.direction) == "AtoB" else "right"
     elif args.direction is not None:
         raise ValueError("--direction picks the input half of AB pairs: use it with --split input")
-    files = input_files(args.inputs)
+    files = input_files([str(resolve_data(name)) for name in args.inputs])
     writer = OutputFolder(Path(args.out))
 
     if args.compile and args.paper_test_mode:

@@ -34,8 +34,8 @@ class TrainConfig:
     Args:
         model: a registered pix2pix configuration (`imgtrans models 'pix2pix-*'`).
         model_args: JSON overrides of the configuration's arguments, e.g. ``{"generator": "unet128"}``.
-        data: folder of paired images (AB files, or A/ and B/); not needed when a dataset is
-            passed to the trainer directly.
+        data: folder of paired images (AB files, or A/ and B/), or a downloaded dataset NAME[/SPLIT]
+            (imgtrans data list); not needed when a dataset is passed to the trainer directly.
         direction: AtoB or BtoA: which half of the AB images is the input (facades labels -> photo
             is BtoA); by default the configuration's own, and required when it has none.
         out: run folder for checkpoints, logs and samples.
