@@ -100,7 +100,9 @@ def _fetch(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]
             return hub_download(repo_id, filename, revision, refresh=refresh), item.sha256
         return _fetch_reference(name, item, refresh)
     except DownloadError as error:
-        raise DownloadError(f"{error}. {_offline_hint(name, item)}") from None
+        failure = DownloadError(f"{error}. {_offline_hint(name, item)}")
+        failure.cli_message = f"{error}. {_offline_hint(name, item, cli=True)}"
+        raise failure from None
 
 
 def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]:
@@ -144,9 +146,13 @@ def _check_part(config: ModelConfig, item: Published, state: StateDict, source: 
     return tuple(top_level(layout))
 
 
-def _offline_hint(name: str, item: Published) -> str:
-    """How to get the weights of ``name`` onto a machine without network access."""
-    by_path = f"or pass build({name!r}, pretrained=True, weights=PATH)"
+def _offline_hint(name: str, item: Published, cli: bool = False) -> str:
+    """How to get the weights of ``name`` onto a machine without network access (in the command line's words)."""
+    by_path = (
+        f"or convert the file you have and give its folder as the model: imgtrans convert FILE DIR --arch {item.reference_arch}"
+        if cli
+        else f"or pass build({name!r}, pretrained=True, weights=PATH)"
+    )
     if item.hub is not None:
         repo_id, revision, filename = item.hub
         return (

@@ -160,7 +160,7 @@ def test_a_corrupted_cache_is_reported_and_downloaded_again(zoo, zoo_env, golden
         imgtrans.build(NAME, pretrained=True)
 
 
-def test_offline_fails_fast_and_says_where_to_put_the_file(zoo, zoo_env, file_server, checkpoint, golden, monkeypatch):
+def test_offline_fails_fast_and_says_where_to_put_the_file(zoo, zoo_env, file_server, checkpoint, golden, monkeypatch, capsys):
     hub_settings(monkeypatch, offline=True)
     target = cache(zoo_env) / "unet256-f8.pth"
     start = time.monotonic()
@@ -171,6 +171,9 @@ def test_offline_fails_fast_and_says_where_to_put_the_file(zoo, zoo_env, file_se
     assert "offline mode (HF_HUB_OFFLINE is set)" in message
     assert f"download {reference_url(zoo.reference_file)} on a connected machine and put it at {target}" in message
     assert f"or pass build('{NAME}', pretrained=True, weights=PATH)" in message
+    assert main(["zoo", "download", NAME]) == 2  # the command line says it in its own words
+    err = capsys.readouterr().err
+    assert "imgtrans convert FILE DIR --arch unet256" in err and "build(" not in err
     assert file_server.requests == []
     target.parent.mkdir(parents=True)
     target.write_bytes(checkpoint)  # as the message says

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from imgtrans.cli.common import count
 from imgtrans.data import SyntheticFacades
 from imgtrans.train import TrainConfig, Trainer
+from imgtrans.train.run import RunExistsError
 from imgtrans.io import save_image
 from imgtrans.train.samples import image_grid
 
@@ -30,8 +32,9 @@ DEMO_MODEL = {
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("demo", help="train pix2pix on embedded synthetic facades (CPU, ~2 minutes)")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
-    p.add_argument("--steps", type=int, default=450, help="training steps of batch 4 (default 450)")
-    p.add_argument("--size", type=int, default=128, help="image side (default 128)")
+    p.add_argument("--steps", type=count(1), default=450, help="training steps of batch 4 (default 450)")
+    p.add_argument("--size", type=count(16), default=128, help="image side (default 128)")
+    p.add_argument("--overwrite", action="store_true", help="replace the demo run --out holds")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(run=run)
 
@@ -62,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     before = trainer.model.translate(x.to(trainer.device)).cpu()
     print(f"imgtrans demo: training pix2pix (labels -> photo) on synthetic facades, {args.steps} steps on {trainer.device}")
     start = time.perf_counter()
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit(overwrite=args.overwrite)
+    except RunExistsError:
+        raise FileExistsError(f"{out} already holds a demo run: replace it with --overwrite, or use another --out") from None
     minutes = (time.perf_counter() - start) / 60
     after = trainer.model.translate(x.to(trainer.device)).cpu()
     grid = save_image(image_grid([x[:4], before[:4], after[:4], y[:4]]), out / "before_after.png")
