@@ -166,7 +166,7 @@ class PairedImageDataset(Dataset):
             if w < self.crop_size or h < self.crop_size:
                 raise ValueError(
                     f"{self.pairs[index][0]} gives {w}x{h} images, smaller than the {self.crop_size}x{self.crop_size} "
-                    "crop; lower crop_size or set load_size to resize first"
+                    "crop; lower the crop size (crop_size, --crop-size) or resize first (load_size, --load-size)"
                 )
             if self.train:
                 x, y = int(rng.integers(0, w - self.crop_size + 1)), int(rng.integers(0, h - self.crop_size + 1))
