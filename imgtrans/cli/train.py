@@ -28,6 +28,11 @@ FIELDS = {
     "checkpoint_every": "checkpoint_every",
     "max_steps": "max_steps",
     "freeze_encoder_steps": "freeze_encoder_steps",
+    # validation and logging (imgtrans.train.validation, imgtrans.train.loggers)
+    "val_data": "val_data",
+    "val_every": "val_every",
+    "val_metric": "val_metric",
+    "inception_weights": "inception_weights",
 }
 
 
@@ -62,6 +67,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many steps in all")
     p.add_argument("--freeze-encoder-steps", type=int, help="keep a pretrained encoder frozen this long")
     p.add_argument("--model-args", type=json.loads, help='JSON overrides, e.g. \'{"generator": "unet128"}\'')
+    # validation and logging
+    p.add_argument("--val-data", help="held-out paired images: validate on them and keep the best model in OUT/best")
+    p.add_argument("--val-every", type=int, help="steps between validations (default 500; 0: at the end only)")
+    p.add_argument("--val-metric", choices=["l1", "psnr", "ssim", "fid"], help="picks the best model (default l1)")
+    p.add_argument("--inception-weights", metavar="FILE", help="Inception weights for --val-metric fid")
+    p.add_argument("--log-to", choices=["tensorboard"], help='also log to TensorBoard, in OUT/tensorboard '
+                   '(pip install "imgtrans[tensorboard]")')  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -99,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         base["channels_last"] = True
     if args.compile:
         base["compile"] = True
+    if args.log_to is not None:
+        base["log_to"] = [args.log_to]
     if not args.resume and base.get("data") is None:
         raise ValueError("--data is required: a folder of paired images (AB files, or A/ and B/ subfolders)")
     return TrainConfig.from_dict(base)
@@ -119,5 +133,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"log:        {summary.out / 'log.jsonl'}")
         if summary.model is not None:
             print(f"model:      {summary.model}  (imgtrans translate {summary.model} IMAGES --out DIR)")
+        if summary.val_metric is not None:
+            print(validation_summary(summary))
     trainer.dist.close()
     return 130 if summary.interrupted else 0
+
+
+def validation_summary(summary) -> str:
+    """The last and the best model with their validation scores, and the time validation took."""
+    metric = summary.val_metric
+
+    def scores(values: dict | None) -> str:
+        shown = [f"{k} {values[k]:.4g}" for k in ("l1", "psnr", "ssim", "fid") if values and k in values]
+        return ", ".join(shown) or "not validated"
+
+    last = summary.last_scores
+    lines = [f"last:       step {summary.steps} ({summary.model or summary.checkpoint}): {scores(last)}"]
+    if summary.best is not None:
+        lines.append(f"best:       step {summary.best_step} ({summary.best}) by {metric}: {scores(summary.best_scores)}")
+    total = summary.train_seconds + summary.val_seconds
+    if total > 0:
+        lines.append(f"validation: {summary.val_seconds:.1f} s of {total:.1f} s ({100 * summary.val_seconds / total:.1f}%)")
+    return "\n".join(lines)

@@ -44,6 +44,14 @@ class TrainConfig:
         freeze_encoder_steps: keep ``generator.encoder`` frozen for the first N steps (for
             generators with a pretrained encoder).
         num_samples: images in each sample grid.
+        val_data: folder of held-out paired images to validate on (see
+            [imgtrans.train.validation][imgtrans.train.validation]); ``None``: no validation.
+        val_every: steps between validations (0: only at the end); the last step is always validated.
+        val_metric: ``"l1"``, ``"psnr"``, ``"ssim"`` or ``"fid"``: the score that picks the best model,
+            kept in ``out/best``.
+        inception_weights: the Inception weights file when ``val_metric="fid"`` (default: the cache).
+        log_to: where to log besides ``log.jsonl``: ``["tensorboard"]`` or ``[]`` (see
+            [imgtrans.train.loggers][imgtrans.train.loggers]).
     """
 
     model: str = "pix2pix-facades"
@@ -71,6 +79,12 @@ class TrainConfig:
     max_steps: int | None = None
     freeze_encoder_steps: int = 0
     num_samples: int = 4
+    # validation and logging (imgtrans.train.validation, imgtrans.train.loggers)
+    val_data: str | None = None
+    val_every: int = 500
+    val_metric: Literal["l1", "psnr", "ssim", "fid"] = "l1"
+    inception_weights: str | None = None
+    log_to: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON gives lists
@@ -83,6 +97,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         if self.epochs + self.epochs_decay < 1:
             raise ValueError("epochs + epochs_decay must be at least 1")
+        if self.val_metric not in ("l1", "psnr", "ssim", "fid"):
+            raise ValueError(f"val_metric must be 'l1', 'psnr', 'ssim' or 'fid'; got {self.val_metric!r}")
+        if self.val_every < 0:
+            raise ValueError(f"val_every must be >= 0; got {self.val_every}")
+        self.log_to = list(self.log_to)
+        if unknown := [d for d in self.log_to if d != "tensorboard"]:
+            raise ValueError(f"log_to takes 'tensorboard' only; got {unknown}")
         if self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"batch_size must be >= 1 and lr > 0; got {self.batch_size} and {self.lr}")
 
