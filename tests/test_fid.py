@@ -213,3 +213,22 @@ def test_eval_shows_a_progress_bar(trained, tmp_path, capsys):
     dataset = PairedImageDataset(data, "BtoA", load_size=None, crop_size=None, train=False)
     evaluate_model(load_model(run), dataset, tmp_path / "r", modes=["eval"], progress=True)
     assert "evaluating (eval)" in capsys.readouterr().err
+
+
+def test_training_validates_by_fid(trained, weights, tmp_path, monkeypatch):
+    from imgtrans.train import TrainConfig, Trainer
+
+    _, data = trained
+    settings = dict(model="pix2pix-facades", model_args=TINY_MODEL, data=str(data), val_data=str(data), direction="BtoA",
+                    out=str(tmp_path / "run"), load_size=32, crop_size=32, workers=0, max_steps=2, val_every=0,
+                    val_metric="fid", inception_weights=str(weights))  # fmt: skip
+    summary = Trainer(TrainConfig(**settings)).fit()
+    best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())
+    assert best["metric"] == "fid" and best["better"] == "lower" and best["step"] == 2 == summary.best_step
+    assert best["score"] == best["scores"]["fid"] > 0 and {"l1", "psnr", "ssim"} <= best["scores"].keys()
+    # without weights, offline: training does not start
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="--inception-weights"):
+        Trainer(TrainConfig(**{**settings, "inception_weights": None, "out": str(tmp_path / "other")}))
+    assert not (tmp_path / "other").exists()

@@ -147,8 +147,12 @@ def validation_summary(summary) -> str:
         shown = [f"{k} {values[k]:.4g}" for k in ("l1", "psnr", "ssim", "fid") if values and k in values]
         return ", ".join(shown) or "not validated"
 
-    last = summary.last_scores
-    lines = [f"last:       step {summary.steps} ({summary.model or summary.checkpoint}): {scores(last)}"]
+    last, where = summary.last_scores, summary.model or summary.checkpoint
+    if last is not None and last["step"] == summary.steps:
+        lines = [f"last:       step {summary.steps} ({where}): {scores(last)}"]
+    else:  # interrupted: the last validation was earlier
+        earlier = f" (latest validation, step {last['step']}: {scores(last)})" if last is not None else ""
+        lines = [f"last:       step {summary.steps} ({where}): not validated{earlier}"]
     if summary.best is not None:
         lines.append(f"best:       step {summary.best_step} ({summary.best}) by {metric}: {scores(summary.best_scores)}")
     total = summary.train_seconds + summary.val_seconds

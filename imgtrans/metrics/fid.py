@@ -152,7 +152,8 @@ def _inception_class():
 
 
 def _check_layout(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]) -> None:
-    missing = [k for k in expected if k not in state]
+    # The published file, converted from TensorFlow, has no BatchNorm step counters: torch adds them.
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in expected]
     shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or shapes:
@@ -168,8 +169,10 @@ def _check_layout(state: Mapping[str, torch.Tensor], expected: Mapping[str, torc
 def random_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """Inception tensors of the right layout with random values, to test the FID code path offline.
 
-    Convolutions are He-initialised and batch normalisations are identities, so features keep
-    their scale through the network. Scores computed with them mean nothing beyond the properties
+    The tensors are those of ``weights-inception-2015-12-05-6726825d.pth`` (torch-fidelity's
+    conversion of the TensorFlow graph: no BatchNorm step counters). Convolutions are
+    He-initialised and batch normalisations are identities, so features keep their scale through
+    the network. Scores computed with them mean nothing beyond the properties
     every FID has (0 for one set against itself, growing with the difference).
     """
     with torch.random.fork_rng(devices=[]):
@@ -181,7 +184,8 @@ def random_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
             elif isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=FEATURES**-0.5)
                 nn.init.zeros_(module.bias)
-    return {k: v.clone() for k, v in network.state_dict().items()}
+    # the published file's layout: no BatchNorm step counters
+    return {k: v.clone() for k, v in network.state_dict().items() if not k.endswith("num_batches_tracked")}
 
 
 class InceptionFeatures(nn.Module):

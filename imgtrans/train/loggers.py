@@ -86,8 +86,8 @@ class TensorBoardLogger:
 
     Args:
         out: the run folder.
-        purge_step: on resume, the checkpoint's step: events logged after it by the interrupted
-            run are discarded by TensorBoard.
+        purge_step: on resume, the step after the checkpoint's: the events the interrupted run
+            logged from it on are discarded by TensorBoard.
     """
 
     def __init__(self, out: Path, purge_step: int | None = None) -> None:
@@ -141,7 +141,8 @@ class RunLoggers:
             require(destination)
         self.loggers: list[Logger] = [JsonlLogger(out)]
         if "tensorboard" in log_to:
-            self.loggers.append(TensorBoardLogger(out, purge_step=resume_step))
+            # TensorBoard drops the events from purge_step on: the checkpoint's own step stays
+            self.loggers.append(TensorBoardLogger(out, purge_step=None if resume_step is None else resume_step + 1))
 
     def record(self, record: dict[str, Any]) -> None:
         """Send one record to every destination."""

@@ -2,9 +2,10 @@
 
 Every ``every`` steps (and at the last step) the generator translates the validation images in
 eval mode (no dropout, BatchNorm running statistics; no augmentation), and the outputs are
-scored against the targets with L1, PSNR and SSIM (see [imgtrans.metrics][imgtrans.metrics]),
-and FID when it is the chosen metric (see [imgtrans.metrics.fid][imgtrans.metrics.fid]). When
-the chosen metric improves on the best so far, the model is written to ``RUN/best/`` with
+scored against the targets with L1, PSNR (see [imgtrans.metrics.pixel][imgtrans.metrics.pixel])
+and SSIM (see [imgtrans.metrics.ssim][imgtrans.metrics.ssim]), and with FID when it is the
+chosen metric (see [imgtrans.metrics.fid][imgtrans.metrics.fid]). When the chosen metric
+improves on the best so far, the model is written to ``RUN/best/`` with
 [save_pretrained][imgtrans.zoo.pretrained.save_pretrained], with ``best.json`` beside its
 weights:
 
