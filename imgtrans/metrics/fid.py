@@ -57,6 +57,8 @@ WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 """The file name of the FID Inception weights, as torch-fidelity and torchmetrics cache them."""
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
 FEATURES = 2048
+"""The standard FID's features: the 2048 pool features. 64, 192 and 768 (earlier layers) also exist."""
+FEATURE_CHOICES = (64, 192, 768, 2048)
 RELIABLE_IMAGES = 10_000
 """Heusel et al. recommend at least 10,000 images for FID; below, it is biased upward."""
 KID_SUBSETS = 100
@@ -134,13 +136,13 @@ def _inception_class():
     fidelity, NoTrainInceptionV3, _, _ = _libraries()
 
     class FIDInceptionV3(NoTrainInceptionV3):
-        def __init__(self, state: Mapping[str, torch.Tensor] | None) -> None:
+        def __init__(self, state: Mapping[str, torch.Tensor] | None, feature: int = FEATURES) -> None:
             options = {"antialias": False} if "antialias" in inspect.signature(super().__init__).parameters else {}
             # torch-fidelity's constructor downloads, or torch.load()s a path with weights_only=False;
             # its download function is swapped, for this call only, for the tensors we read safely.
             with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *args, **kwargs: state):
-                super().__init__(name="inception-v3-compat", features_list=[str(FEATURES)], **options)
-            self.num_features = FEATURES  # torchmetrics reads it instead of running a dummy image
+                super().__init__(name="inception-v3-compat", features_list=[str(feature)], **options)
+            self.num_features = feature  # torchmetrics reads it instead of running a dummy image
 
         def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
             if state_dict is None:  # random_inception_state(): keep the fresh initialisation
@@ -189,13 +191,16 @@ def random_inception_state(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 class InceptionFeatures(nn.Module):
-    """The 2048 pool features of the FID Inception for images in $[-1, 1]$.
+    """The 2048 pool features of the FID Inception for images in $[-1, 1]$ (or those of an earlier layer).
 
     Args:
         inception_weights: a weights file (``.pth`` read with ``weights_only=True``, or
             ``.safetensors``) of the layout of ``weights-inception-2015-12-05-6726825d.pth``;
             ``None`` finds it as [find_inception_weights][imgtrans.metrics.fid.find_inception_weights] does.
         state: the tensors themselves, instead of a file.
+        feature: 2048 (the pool features: the standard FID, the only one comparable with published
+            numbers), or 64, 192 or 768 (the average of an earlier layer, as torchmetrics' and
+            torch-fidelity's ``feature`` option; far cheaper, for experiments and tests).
 
     Raises:
         FileNotFoundError: No file given, none cached, and no download possible.
@@ -203,24 +208,28 @@ class InceptionFeatures(nn.Module):
         ModuleNotFoundError: torchmetrics or torch-fidelity is not installed.
     """
 
-    num_features = FEATURES
-
     def __init__(
-        self, inception_weights: str | os.PathLike | None = None, state: Mapping[str, torch.Tensor] | None = None
+        self,
+        inception_weights: str | os.PathLike | None = None,
+        state: Mapping[str, torch.Tensor] | None = None,
+        feature: int = FEATURES,
     ) -> None:
         super().__init__()
+        if feature not in FEATURE_CHOICES:
+            raise ValueError(f"feature must be one of {', '.join(map(str, FEATURE_CHOICES))}; got {feature!r}")
+        self.num_features = feature
         cls = _inception_class()  # the libraries first: without them, say how to install them
         source = "the given state"
         if state is None:
             path = find_inception_weights(inception_weights)
             state, source = load_inception_weights(path), str(path)
         try:
-            self.network = cls(state)
+            self.network = cls(state, feature)
         except ValueError as error:
             raise ValueError(f"{source} does not hold the FID Inception weights ({WEIGHTS_FILE}): {error}") from None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Features ``(N, 2048)`` of images ``(N, C, H, W)`` in $[-1, 1]$, 1 (gray) or 3 channels.
+        """Features ``(N, num_features)`` of images ``(N, C, H, W)`` in $[-1, 1]$, 1 (gray) or 3 channels.
 
         Images are quantised to 8 bits as a PNG would store them; the network resizes them to
         299 × 299.
@@ -239,7 +248,9 @@ class InceptionFeatures(nn.Module):
 class _Precomputed(nn.Module):
     """The identity, with ``num_features``: torchmetrics' metrics are fed features, not images."""
 
-    num_features = FEATURES
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features.double()  # the statistics, and so the scores, in float64
@@ -290,11 +301,11 @@ class InceptionDistance:
         if device is not None:
             self.features.to(device)
         self.batch_size, self.kid_subsets, self.kid_subset_size = batch_size, kid_subsets, kid_subset_size
-        self._fid = Frechet(feature=_Precomputed(), reset_real_features=False)  # also counts the images
+        self._fid = Frechet(feature=_Precomputed(self.features.num_features), reset_real_features=False)  # also counts the images
         self._compute_fid = fid
         with warnings.catch_warnings():  # that KID keeps every feature: 16 KiB an image, as intended
             warnings.simplefilter("ignore", UserWarning)
-            self._kid = Kernel(feature=_Precomputed(), reset_real_features=False, subsets=kid_subsets) if kid else None
+            self._kid = Kernel(feature=_Precomputed(self.features.num_features), reset_real_features=False, subsets=kid_subsets) if kid else None
         self._real: list[torch.Tensor] = []  # the real features, to share with spawn()
 
     def _add(self, images: torch.Tensor, real: bool) -> None:
