@@ -177,7 +177,7 @@ def test_eval_reports_fid_and_kid_with_the_bias_warning(trained, weights, tmp_pa
             "--inception-weights", str(weights), "--modes", "eval,paper"]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()
-    assert "FID (Inception)" in captured.out and "warning: FID on 5 images is biased upward" in captured.out
+    assert "FID (5 images)" in captured.out and "warning: FID on 5 images is biased upward" in captured.out
     metrics = json.loads((out / "metrics.json").read_text())
     for mode in ("eval", "paper"):
         scores = metrics["modes"][mode]["summary"]["fid"]
@@ -186,7 +186,7 @@ def test_eval_reports_fid_and_kid_with_the_bias_warning(trained, weights, tmp_pa
     assert metrics["modes"]["eval"]["summary"]["fid"]["fid"] != metrics["modes"]["paper"]["summary"]["fid"]["fid"]
     assert "weights-inception-2015-12-05" in metrics["conventions"]["fid"]
     html = (out / "index.html").read_text()
-    assert "FID (Inception)" in html and 'class="warning"' in html
+    assert "FID (5 images)" in html and 'class="warning"' in html
 
 
 def test_eval_fid_errors_are_one_line(trained, tmp_path, monkeypatch, capsys):

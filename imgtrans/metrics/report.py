@@ -363,7 +363,9 @@ def _summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
         rows.append((f"Lab intersection {channel}", [_format(value, ".3f") for value in intersections]))
     inception = [s.get("fid") for s in summaries]
     if any(inception):
-        rows.append(("FID (Inception)", [_format(float(i["fid"]), ".2f") if i else "-" for i in inception]))
+        counts = sorted({int(i["images"]) for i in inception if i})
+        label = f"FID ({', '.join(map(str, counts))} images)"
+        rows.append((label, [_format(float(i["fid"]), ".2f") if i and "fid" in i else "-" for i in inception]))
         if any(i and "kid" in i for i in inception):
             rows.append(("KID (mean ± std)", [
                 f"{_format(float(i['kid']), '.4f')} ± {_format(float(i['kid_std']), '.4f')}" if i and "kid" in i
