@@ -167,3 +167,27 @@ def test_train_command_names_the_last_and_the_best_model(tmp_path, folders, caps
     assert best["metric"] == "ssim" and best["better"] == "higher"
     assert f"last:       step 3 ({run / 'model'}): l1 " in out
     assert f"best:       step {best['step']} ({run / 'best'}) by ssim: " in out and "validation: " in out
+
+
+def test_validation_flags_need_their_data(tmp_path, folders, capsys):
+    train, val = folders
+    base = ["train", "pix2pix-facades", "--data", str(train), "--out", str(tmp_path / "run"), "--max-steps", "1"]
+    assert main([*base, "--val-every", "2"]) == 2
+    assert "--val-every needs --val-data" in capsys.readouterr().err
+    assert main([*base, "--val-data", str(val), "--inception-weights", "w.pth"]) == 2
+    assert "--inception-weights is for --val-metric fid" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_run_says_its_last_step_was_not_validated(tmp_path):
+    from imgtrans.train.trainer import RunSummary
+    from imgtrans.train.validation import format_validation_summary
+
+    summary = RunSummary(tmp_path, 7, tmp_path / "last.safetensors", interrupted=True, best=tmp_path / "best",
+                         best_step=4, best_scores={"l1": 0.2, "psnr": 12.0, "ssim": 0.3},
+                         last_scores={"step": 6, "l1": 0.25, "psnr": 11.0, "ssim": 0.28}, val_metric="l1",
+                         train_seconds=90.0, val_seconds=10.0)  # fmt: skip
+    lines = format_validation_summary(summary).splitlines()
+    assert lines[0].endswith("not validated (latest validation, step 6: l1 0.25, psnr 11, ssim 0.28)")
+    assert lines[1] == f"best:       step 4 ({tmp_path / 'best'}) by l1: l1 0.2, psnr 12, ssim 0.3"
+    assert lines[2] == "validation: 10.0 s of 100.0 s (10.0%)"

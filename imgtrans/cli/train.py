@@ -9,6 +9,7 @@ from pathlib import Path
 from imgtrans.registry import list_models
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train.checkpoint import load_checkpoint
+from imgtrans.train.validation import format_validation_summary
 
 # command-line flag -> TrainConfig field, for the flags that map one to one
 FIELDS = {
@@ -113,6 +114,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         base["compile"] = True
     if args.log_to is not None:
         base["log_to"] = [args.log_to]
+    if base.get("val_data") is None and (given := [f for f in ("val_every", "val_metric") if getattr(args, f) is not None]):
+        raise ValueError(f"--{given[0].replace('_', '-')} needs --val-data: a folder of held-out paired images")
+    if args.inception_weights is not None and base.get("val_metric") != "fid":
+        raise ValueError("--inception-weights is for --val-metric fid; add --val-metric fid, or leave it out")
     if not args.resume and base.get("data") is None:
         raise ValueError("--data is required: a folder of paired images (AB files, or A/ and B/ subfolders)")
     return TrainConfig.from_dict(base)
@@ -134,28 +139,7 @@ def run(args: argparse.Namespace) -> int:
         if summary.model is not None:
             print(f"model:      {summary.model}  (imgtrans translate {summary.model} IMAGES --out DIR)")
         if summary.val_metric is not None:
-            print(validation_summary(summary))
+            print(format_validation_summary(summary))
     trainer.dist.close()
     return 130 if summary.interrupted else 0
 
-
-def validation_summary(summary) -> str:
-    """The last and the best model with their validation scores, and the time validation took."""
-    metric = summary.val_metric
-
-    def scores(values: dict | None) -> str:
-        shown = [f"{k} {values[k]:.4g}" for k in ("l1", "psnr", "ssim", "fid") if values and k in values]
-        return ", ".join(shown) or "not validated"
-
-    last, where = summary.last_scores, summary.model or summary.checkpoint
-    if last is not None and last["step"] == summary.steps:
-        lines = [f"last:       step {summary.steps} ({where}): {scores(last)}"]
-    else:  # interrupted: the last validation was earlier
-        earlier = f" (latest validation, step {last['step']}: {scores(last)})" if last is not None else ""
-        lines = [f"last:       step {summary.steps} ({where}): not validated{earlier}"]
-    if summary.best is not None:
-        lines.append(f"best:       step {summary.best_step} ({summary.best}) by {metric}: {scores(summary.best_scores)}")
-    total = summary.train_seconds + summary.val_seconds
-    if total > 0:
-        lines.append(f"validation: {summary.val_seconds:.1f} s of {total:.1f} s ({100 * summary.val_seconds / total:.1f}%)")
-    return "\n".join(lines)

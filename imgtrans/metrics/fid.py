@@ -18,9 +18,9 @@ Lower is better for both; 0 means the same distribution.
 the original TTUR FID code and of pytorch-fid), resizing to 299 × 299 with TensorFlow 1's
 bilinear resampling and no antialiasing (torchmetrics' ``antialias=False``; its default,
 ``True``, gives other numbers). This is the standard FID: mmagic's published pix2pix FIDs
-(facades: 119.1 for the official weights, 124.98 for its own) use the same weights through
-pytorch-fid's network (``inception_style='PyTorch'``) on the 106 test images. Images are
-quantised to 8 bits first, as when FID is computed on saved PNGs.
+(facades: 119.1 for the official weights; 124.98 for its own, 127.8 in an earlier table) use the
+same weights through pytorch-fid's network (``inception_style='PyTorch'``) on the 106 test
+images. Images are quantised to 8 bits first, as when FID is computed on saved PNGs.
 
 **Weights without pickle or network.** The weights are read with
 ``torch.load(weights_only=True)`` (or from a ``.safetensors`` file), never unpickled; torch-fidelity

@@ -238,3 +238,29 @@ def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
             "are resized to it, or resize them beforehand"
         )
     return {key: torch.stack([item[key] for item in items]) for key in ("input", "target")}
+
+
+def format_validation_summary(summary) -> str:
+    """The end of a run: the last and the best model with their scores, and validation's share of the time.
+
+    Args:
+        summary: a [RunSummary][imgtrans.train.trainer.RunSummary] of a run with validation.
+    """
+    metric = summary.val_metric
+
+    def scores(values: dict | None) -> str:
+        shown = [f"{k} {values[k]:.4g}" for k in ("l1", "psnr", "ssim", "fid") if values and k in values]
+        return ", ".join(shown) or "not validated"
+
+    last, where = summary.last_scores, summary.model or summary.checkpoint
+    if last is not None and last["step"] == summary.steps:
+        lines = [f"last:       step {summary.steps} ({where}): {scores(last)}"]
+    else:  # interrupted: the last validation was earlier
+        earlier = f" (latest validation, step {last['step']}: {scores(last)})" if last is not None else ""
+        lines = [f"last:       step {summary.steps} ({where}): not validated{earlier}"]
+    if summary.best is not None:
+        lines.append(f"best:       step {summary.best_step} ({summary.best}) by {metric}: {scores(summary.best_scores)}")
+    total = summary.train_seconds + summary.val_seconds
+    if total > 0:
+        lines.append(f"validation: {summary.val_seconds:.1f} s of {total:.1f} s ({100 * summary.val_seconds / total:.1f}%)")
+    return "\n".join(lines)
