@@ -33,7 +33,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -42,6 +42,9 @@ from torch.utils.data import Dataset
 from imgtrans.inference import translate
 from imgtrans.metrics import METRICS
 from imgtrans.zoo.pretrained import save_pretrained
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from imgtrans.train.trainer import RunSummary
 
 # metric -> which way is better
 DIRECTIONS: dict[str, Literal["lower", "higher"]] = {"l1": "lower", "psnr": "higher", "ssim": "higher", "fid": "lower"}
@@ -240,7 +243,7 @@ def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([item[key] for item in items]) for key in ("input", "target")}
 
 
-def format_validation_summary(summary) -> str:
+def format_validation_summary(summary: "RunSummary") -> str:
     """The end of a run: the last and the best model with their scores, and validation's share of the time.
 
     Args:
