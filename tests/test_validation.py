@@ -12,7 +12,7 @@ from imgtrans.data import PairedImageDataset, SyntheticFacades, write_ab_folder
 from imgtrans.metrics import l1_error
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train import validation as validation_module
-from imgtrans.train.validation import Validator
+from imgtrans.train.validation import Best, Validator
 from imgtrans.zoo.pretrained import from_pretrained
 
 from conftest import TINY_MODEL
@@ -71,7 +71,11 @@ def test_psnr_picks_the_highest_and_a_failed_write_keeps_the_previous_best(tmp_p
     model = Trainer(config(tmp_path / "x", folders[0], None)).model
     validator = Validator(dataset, tmp_path / "run", metric="psnr", every=2, data="val")
     first = validator.validate(model, 2)
-    assert first["val_best"] and validator.best.better == "higher"
+    score = validator.best.score
+    assert first["val_best"] and validator.best.better == "higher" and score == pytest.approx(first["val_psnr"], abs=1e-6)
+    assert validator.best.improved_by(score + 0.1) and not validator.best.improved_by(score)  # ties keep the earlier
+    assert not validator.best.improved_by(score - 0.1) and not validator.best.improved_by(math.nan)
+    assert Best(1, "l1", 0.2, "lower").improved_by(0.19) and not Best(1, "l1", 0.2, "lower").improved_by(0.21)
     before = (tmp_path / "run" / "best" / "model.safetensors").read_bytes()
     with torch.no_grad():
         for p in model.generator.parameters():
