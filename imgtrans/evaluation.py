@@ -111,7 +111,7 @@ def evaluate_model(
             for batch in run(mode):
                 report.add(mode, *batch)
             if fid:
-                bar.set_description(f"FID and KID ({mode})")  # about 10 s on a CPU, whatever the images
+                bar.set_description(f"FID and KID ({mode})")  # seconds on a CPU, whatever the images
                 report.set_inception_scores(mode, distances[mode].compute())
     finally:
         bar.close()

@@ -266,7 +266,7 @@ class InceptionDistance:
 
     Args:
         inception_weights: see [InceptionFeatures][imgtrans.metrics.fid.InceptionFeatures].
-        fid: compute FID (its matrix square root takes about 10 s on 2 CPU cores, whatever the
+        fid: compute FID (its matrix square root takes about 3 s on 2 idle CPU cores, whatever the
             number of images: torchmetrics takes the eigenvalues of a 2048 x 2048 product).
         kid: compute KID.
         kid_subsets: random subsets KID averages over (100).
