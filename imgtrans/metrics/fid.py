@@ -109,8 +109,8 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
     try:
         return download(WEIGHTS_URL, cached)
     except DownloadError as error:
-        raise FileNotFoundError(f"the FID Inception weights {WEIGHTS_FILE} are not here ({error}); "
-                                f"{_where_to_put_it()}") from None  # fmt: skip
+        reason = str(error).replace(WEIGHTS_URL, "the file")  # the URL is said once, below
+        raise FileNotFoundError(f"no FID Inception weights ({reason}); {_where_to_put_it()}") from None
 
 
 def load_inception_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
