@@ -28,7 +28,8 @@ def panel(draw: ImageDraw.ImageDraw, x0: int, points: list[tuple[int, float]], t
     left, top, right, bottom = x0 + MARGIN, 30, x0 + PANEL_W - 12, PANEL_H - 36
 
     def xy(step: int, value: float) -> tuple[float, float]:
-        return (left + (right - left) * step / max(steps[-1], 1), bottom - (bottom - top) * (value - low) / (high - low))
+        x = left + (right - left) * step / max(steps[-1], 1)
+        return x, bottom - (bottom - top) * (value - low) / (high - low)
 
     draw.rectangle([left, top, right, bottom], outline=(120, 120, 120))
     draw.text((left, 8), title, fill=(0, 0, 0), font=font)
@@ -73,7 +74,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for r in validations:
         mark = " (best)" if r["step"] == best["step"] else ""
-        print(f"| {r['step']}{mark} | {r['val_l1']:.4f} | {r['val_psnr']:.2f} | {r['val_ssim']:.4f} | {r['val_seconds']:.2f} |")
+        scores = f"{r['val_l1']:.4f} | {r['val_psnr']:.2f} | {r['val_ssim']:.4f} | {r['val_seconds']:.2f}"
+        print(f"| {r['step']}{mark} | {scores} |")
     print(f"best step {best['step']} ({best['metric']} {best['score']:.4f}), last step {last}")
     print(f"validation seconds in all: {sum(r['val_seconds'] for r in validations):.1f}")
 

@@ -218,9 +218,9 @@ def test_training_validates_by_fid(trained, weights, tmp_path, monkeypatch):
     from imgtrans.train import TrainConfig, Trainer
 
     _, data = trained
-    settings = dict(model="pix2pix-facades", model_args=TINY_MODEL, data=str(data), val_data=str(data), direction="BtoA",
-                    out=str(tmp_path / "run"), load_size=32, crop_size=32, workers=0, max_steps=2, val_every=0,
-                    val_metric="fid", inception_weights=str(weights))  # fmt: skip
+    settings = dict(model="pix2pix-facades", model_args=TINY_MODEL, data=str(data), val_data=str(data),
+                    direction="BtoA", out=str(tmp_path / "run"), load_size=32, crop_size=32, workers=0, max_steps=2,
+                    val_every=0, val_metric="fid", inception_weights=str(weights))  # fmt: skip
     summary = Trainer(TrainConfig(**settings)).fit()
     best = json.loads((tmp_path / "run" / "best" / "best.json").read_text())
     assert best["metric"] == "fid" and best["better"] == "lower" and best["step"] == 2 == summary.best_step

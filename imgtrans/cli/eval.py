@@ -32,9 +32,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="evaluate the first N images only")
     p.add_argument("--device", default="auto")
     # FID and KID (imgtrans.metrics.fid): optional, they need the [fid] extra and Inception weights
-    p.add_argument("--fid", action="store_true", help='also FID and KID against the targets (pip install "imgtrans[fid]")')
-    p.add_argument("--inception-weights", metavar="FILE", help="FID Inception weights file "
-                   "(weights-inception-2015-12-05-6726825d.pth; default: the torch hub cache, else a download)")  # fmt: skip
+    p.add_argument("--fid", action="store_true", help='also FID and KID (pip install "imgtrans[fid]")')
+    p.add_argument("--inception-weights", metavar="FILE", help="FID Inception weights, weights-inception-"
+                   "2015-12-05-6726825d.pth (default: the torch hub cache, else a download)")  # fmt: skip
     p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default 1000, or all when fewer)")
     p.set_defaults(run=run)
 
@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"eval-{Path(args.data).resolve().name}")
     info = {"model": args.model, "data": args.data, "direction": args.direction, "images": len(dataset)}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    fid = dict(fid=True, inception_weights=args.inception_weights, kid_subset_size=args.kid_subset_size) if args.fid else {}
+    fid = {}
+    if args.fid:
+        fid = dict(fid=True, inception_weights=args.inception_weights, kid_subset_size=args.kid_subset_size)
     metrics = evaluate_model(model, dataset, out, modes, args.batch_size, info, device, **fid)
     print(format_summary(metrics))
     print(f"report: {out / 'index.html'}  metrics: {out / 'metrics.json'}  Lab histograms: {out / 'lab_histograms.png'}")

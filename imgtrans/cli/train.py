@@ -114,7 +114,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         base["compile"] = True
     if args.log_to is not None:
         base["log_to"] = [args.log_to]
-    if base.get("val_data") is None and (given := [f for f in ("val_every", "val_metric") if getattr(args, f) is not None]):
+    given = [flag for flag in ("val_every", "val_metric") if getattr(args, flag) is not None]
+    if base.get("val_data") is None and given:
         raise ValueError(f"--{given[0].replace('_', '-')} needs --val-data: a folder of held-out paired images")
     if args.inception_weights is not None and base.get("val_metric") != "fid":
         raise ValueError("--inception-weights is for --val-metric fid; add --val-metric fid, or leave it out")

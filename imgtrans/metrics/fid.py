@@ -5,7 +5,8 @@ features $f(\\cdot)$ of an Inception-v3 network trained on ImageNet. With $\\mu,
 mean and covariance of the targets' features and $\\mu_w, \\Sigma_w$ the outputs' (Heusel et al.,
 NeurIPS 2017),
 
-$$\\mathrm{FID} = \\lVert \\mu - \\mu_w \\rVert^2 + \\operatorname{tr}\\big(\\Sigma + \\Sigma_w - 2 (\\Sigma \\Sigma_w)^{1/2}\\big),$$
+$$\\mathrm{FID} = \\lVert \\mu - \\mu_w \\rVert^2
+  + \\operatorname{tr}\\big(\\Sigma + \\Sigma_w - 2 (\\Sigma \\Sigma_w)^{1/2}\\big),$$
 
 and KID is the squared maximum mean discrepancy under the kernel
 $k(a, b) = (a^\\top b / 2048 + 1)^3$, estimated without bias on random subsets of
@@ -301,11 +302,14 @@ class InceptionDistance:
         if device is not None:
             self.features.to(device)
         self.batch_size, self.kid_subsets, self.kid_subset_size = batch_size, kid_subsets, kid_subset_size
-        self._fid = Frechet(feature=_Precomputed(self.features.num_features), reset_real_features=False)  # also counts the images
+        dims = self.features.num_features
+        self._fid = Frechet(feature=_Precomputed(dims), reset_real_features=False)  # also counts the images
         self._compute_fid = fid
-        with warnings.catch_warnings():  # that KID keeps every feature: 16 KiB an image, as intended
-            warnings.simplefilter("ignore", UserWarning)
-            self._kid = Kernel(feature=_Precomputed(self.features.num_features), reset_real_features=False, subsets=kid_subsets) if kid else None
+        self._kid = None
+        if kid:
+            with warnings.catch_warnings():  # that KID keeps every feature: 16 KiB an image, as intended
+                warnings.simplefilter("ignore", UserWarning)
+                self._kid = Kernel(feature=_Precomputed(dims), reset_real_features=False, subsets=kid_subsets)
         self._real: list[torch.Tensor] = []  # the real features, to share with spawn()
 
     def _add(self, images: torch.Tensor, real: bool) -> None:
@@ -326,8 +330,8 @@ class InceptionDistance:
         The real images are not encoded again: their features are copied.
         """
         other = InceptionDistance(
-            fid=self._compute_fid, kid=self._kid is not None, kid_subsets=self.kid_subsets, kid_subset_size=self.kid_subset_size,
-            batch_size=self.batch_size, features=self.features,
+            fid=self._compute_fid, kid=self._kid is not None, kid_subsets=self.kid_subsets,
+            kid_subset_size=self.kid_subset_size, batch_size=self.batch_size, features=self.features,
         )  # fmt: skip
         for features in self._real:
             other._add_features(features, real=True)

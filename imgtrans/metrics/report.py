@@ -226,7 +226,9 @@ class Report:
         return records
 
     def set_inception_scores(self, mode: str, scores: Mapping[str, Any]) -> None:
-        """Attach a mode's FID and KID, as [InceptionDistance.compute][imgtrans.metrics.fid.InceptionDistance.compute] returns them.
+        """Attach a mode's FID and KID.
+
+        ``scores`` is what [InceptionDistance.compute][imgtrans.metrics.fid.InceptionDistance.compute] returns.
 
         They go into the mode's summary under ``"fid"``, with the bias warning of
         [bias_note][imgtrans.metrics.fid.bias_note] under ``"warning"`` when there are few images.

@@ -262,8 +262,10 @@ def format_validation_summary(summary: "RunSummary") -> str:
         earlier = f" (latest validation, step {last['step']}: {scores(last)})" if last is not None else ""
         lines = [f"last:       step {summary.steps} ({where}): not validated{earlier}"]
     if summary.best is not None:
-        lines.append(f"best:       step {summary.best_step} ({summary.best}) by {metric}: {scores(summary.best_scores)}")
+        best = scores(summary.best_scores)
+        lines.append(f"best:       step {summary.best_step} ({summary.best}) by {metric}: {best}")
     total = summary.train_seconds + summary.val_seconds
     if total > 0:
-        lines.append(f"validation: {summary.val_seconds:.1f} s of {total:.1f} s ({100 * summary.val_seconds / total:.1f}%)")
+        share = 100 * summary.val_seconds / total
+        lines.append(f"validation: {summary.val_seconds:.1f} s of {total:.1f} s ({share:.1f}%)")
     return "\n".join(lines)
