@@ -13,9 +13,10 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
 from imgtrans.inference import translate
-from imgtrans.metrics import write_report
+from imgtrans.metrics import Report
 
 MODES = ("eval", "paper")
 
@@ -44,6 +45,10 @@ def evaluate_model(
     batch_size: int = 8,
     info: Mapping[str, Any] | None = None,
     device: torch.device | str = "cpu",
+    fid: bool = False,
+    inception_weights: str | os.PathLike | None = None,
+    kid_subset_size: int | None = None,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """Translate every pair of ``dataset`` in each mode, score it, and write the report.
 
@@ -56,6 +61,11 @@ def evaluate_model(
         batch_size: images per forward pass; in the paper's mode it sets the batch statistics.
         info: facts to keep in the report.
         device: where to run the model.
+        fid: also compute FID and KID of each mode's outputs against the targets (see
+            [imgtrans.metrics.fid][imgtrans.metrics.fid]; needs ``pip install "imgtrans[fid]"``).
+        inception_weights: the Inception weights file for ``fid`` (default: the cached one).
+        kid_subset_size: images per KID subset (default: 1000, or all images when fewer).
+        progress: show a progress bar on stderr (``None``: only on a terminal).
 
     Returns:
         The metrics as written to ``metrics.json``.
@@ -63,15 +73,46 @@ def evaluate_model(
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise ValueError(f"modes must be among {', '.join(MODES)}; got {list(modes)}")
+    # The Inception network first: a missing file or library fails in seconds, before any translation.
+    distances: dict[str, Any] = {}
+    if fid and len(dataset) < 2:
+        raise ValueError(f"FID and KID need at least 2 images; the data has {len(dataset)}")
+    if fid and kid_subset_size is not None and kid_subset_size > len(dataset):
+        raise ValueError(f"kid_subset_size ({kid_subset_size}) is larger than the {len(dataset)} images; "
+                         f"give at most {len(dataset)} (--kid-subset-size on the command line)")  # fmt: skip
+    if fid:
+        from imgtrans.metrics.fid import InceptionDistance
+
+        first = InceptionDistance(inception_weights, kid_subset_size=kid_subset_size, device=device)
     model = model.to(device)
+    bar = tqdm(total=len(dataset) * len(modes), unit="image", disable=None if progress is None else not progress)
 
     def run(mode: str) -> Iterator[tuple]:
+        # The first mode encodes the targets for FID; later modes copy their features.
+        encode_real = not distances
+        distance = distances[mode] = (first if encode_real else first.spawn()) if fid else None
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_same_size)
+        bar.set_description(f"evaluating ({mode})")
         for index, batch in enumerate(loader):
             with torch.random.fork_rng(devices=[]):  # the paper's mode draws dropout masks: seeded, reproducible
                 torch.manual_seed(index)
                 outputs = translate(model, batch["input"].to(device), paper_test_mode=mode == "paper").float().cpu()
+            if distance is not None:
+                distance.update_fake(outputs)
+                if encode_real:
+                    distance.update_real(batch["target"])
+            bar.update(len(outputs))
             yield batch["input"][:, :3], outputs, batch["target"], batch["name"]
 
     info = {**(info or {}), "batch_size": batch_size}
-    return write_report(directory, {mode: run(mode) for mode in modes}, title="imgtrans evaluation", info=info)
+    report = Report(directory, list(modes), title="imgtrans evaluation", info=info)
+    try:
+        for mode in modes:
+            for batch in run(mode):
+                report.add(mode, *batch)
+            if fid:
+                bar.set_description(f"FID and KID ({mode})")  # seconds on a CPU, whatever the images
+                report.set_inception_scores(mode, distances[mode].compute())
+    finally:
+        bar.close()
+    return report.write()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Callable, Union
@@ -77,7 +78,7 @@ def _umask() -> int:
 
 
 def remove_stale_temporaries(folder: PathLike) -> list[Path]:
-    """Remove the unfinished files (``.NAME.tmp-PID``, ``.NAME.part-PID``) of writers that have died.
+    """Remove the unfinished files or folders (``.NAME.tmp-PID``, ``.NAME.part-PID``) of writers that have died.
 
     Files of a process that is still running are left alone. Returns what was removed.
     """
@@ -87,7 +88,7 @@ def remove_stale_temporaries(folder: PathLike) -> list[Path]:
     for path in folder.iterdir():
         match = _TEMPORARY.match(path.name)
         if match and not process_alive(int(match.group(2))):
-            path.unlink(missing_ok=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
             removed.append(path)
     return removed
 

@@ -87,6 +87,21 @@ def test_resuming_two_plus_two_steps_equals_four(tmp_path, ab_data):
     assert full.optimizers["g"].param_groups[0]["lr"] == second.optimizers["g"].param_groups[0]["lr"]
 
 
+def test_validation_changes_neither_training_nor_its_exact_resumption(tmp_path, ab_data):
+    plain = Trainer(config(tmp_path / "plain", ab_data, max_steps=4))
+    plain.fit()
+    validated = dict(val_data=str(ab_data), val_every=1)  # validation at every step, on the training folder
+    full = Trainer(config(tmp_path / "full", ab_data, max_steps=4, **validated))
+    full.fit()
+    assert states_equal(plain.model.state_dict(), full.model.state_dict())  # no draw from the training stream
+    Trainer(config(tmp_path / "split", ab_data, max_steps=2, **validated)).fit()
+    second = Trainer(config(tmp_path / "split", ab_data, max_steps=4, **validated))
+    second.fit(resume=True)
+    assert states_equal(full.model.state_dict(), second.model.state_dict())
+    best = [json.loads((tmp_path / run / "best" / "best.json").read_text()) for run in ("full", "split")]
+    assert best[0] == best[1]
+
+
 def test_data_loading_processes_do_not_change_the_result(tmp_path, ab_data):
     a = Trainer(config(tmp_path / "a", ab_data, max_steps=3, workers=0))
     a.fit()

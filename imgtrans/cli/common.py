@@ -141,6 +141,8 @@ def _argparse_type(hint: Any) -> dict[str, Any]:
         return {"choices": list(args)}
     if origin is tuple:
         return {"type": args[0], "nargs": len(args), "metavar": "X"}
+    if origin is list:  # --log-to tensorboard [more...]
+        return {"nargs": "+", "metavar": "NAME"}
     if origin is dict or hint is dict:
         return {"type": json_object, "metavar": "JSON"}
     return {"type": count(0) if hint is int else hint}

@@ -30,10 +30,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", default=",".join(MODES), help="eval, paper or both (default eval,paper)")
     p.add_argument("--limit", type=count(1), help="evaluate the first N images only")
     p.add_argument("--device", default="auto")
+    # FID and KID (imgtrans.metrics.fid): optional, they need the [fid] extra and Inception weights
+    p.add_argument("--fid", action="store_true", help='also FID and KID (pip install "imgtrans[fid]")')
+    p.add_argument("--inception-weights", metavar="FILE", help="FID Inception weights, weights-inception-"
+                   "2015-12-05-6726825d.pth (default: the torch hub cache, else a download)")  # fmt: skip
+    p.add_argument("--kid-subset-size", type=int, help="images per KID subset (default 1000, or all when fewer)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.inception_weights or args.kid_subset_size) and not args.fid:
+        raise ValueError("--inception-weights and --kid-subset-size only matter with --fid; add --fid")
     args.data = str(resolve_data(args.data))  # a downloaded dataset's name means its folder
     model, device = load_model(args.model, args.device)
     in_channels, out_channels = model_channels(model)
@@ -46,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"eval-{Path(args.data).resolve().name}")
     info = {"model": args.model, "data": args.data, "direction": direction, "images": len(dataset)}
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    metrics = evaluate_model(model, dataset, out, modes, args.batch_size, info, device)
+    fid = {}
+    if args.fid:
+        fid = dict(fid=True, inception_weights=args.inception_weights, kid_subset_size=args.kid_subset_size)
+    metrics = evaluate_model(model, dataset, out, modes, args.batch_size, info, device, **fid)
     print(format_summary(metrics))
     print(f"report: {out / 'index.html'}  metrics: {out / 'metrics.json'}  Lab histograms: {out / 'lab_histograms.png'}")
     return 0

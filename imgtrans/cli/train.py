@@ -14,6 +14,7 @@ from imgtrans.cli.common import add_settings_flags, given_settings
 from imgtrans.datasets import resolve_data
 from imgtrans.registry import did_you_mean, list_models
 from imgtrans.train import TrainConfig, Trainer
+from imgtrans.train.validation import format_validation_summary
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -53,6 +54,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base.update(given, out=str(out), **({"model": args.model} if args.model else {}))
     if base.get("data") is not None:
         base["data"] = str(resolve_data(base["data"]))  # a downloaded dataset's name means its folder
+    given_validation = [name for name in ("val_every", "val_metric") if name in given]
+    if base.get("val_data") is None and given_validation:
+        raise ValueError(f"--{given_validation[0].replace('_', '-')} needs --val-data: a folder of held-out paired images")
+    if base.get("inception_weights") is not None and base.get("val_metric") != "fid":
+        raise ValueError("--inception-weights is for --val-metric fid; add --val-metric fid, or leave it out")
     if base.get("data") is None:
         raise ValueError("--data is required: a folder of paired images (AB files, or A/ and B/ subfolders)")
     return TrainConfig.from_dict(base)
@@ -73,5 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"log:        {summary.out / 'log.jsonl'}")
         if summary.model is not None:
             print(f"model:      {summary.model}  (imgtrans translate {summary.model} IMAGES --out DIR)")
+        if summary.val_metric is not None:
+            print(format_validation_summary(summary))
     trainer.dist.close()
     return 130 if summary.interrupted else 0
+

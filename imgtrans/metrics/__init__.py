@@ -1,4 +1,4 @@
-"""Evaluation metrics: pixel errors, SSIM, the paper's Lab colour analysis, sharpness, and reports.
+"""Evaluation metrics: pixel errors, SSIM, the paper's Lab colour analysis, sharpness, FID and KID, and reports.
 
 Every metric takes batches ``(N, C, H, W)`` in $[-1, 1]$, as imgtrans models output them, and
 measures on $[0, 1]$ (see [imgtrans.metrics.images][imgtrans.metrics.images]); per-image
@@ -7,6 +7,7 @@ metrics return a tensor of shape ``(N,)``.
 
 from imgtrans.metrics.color import LAB_AXES, HistogramAxis, histogram_intersection, lab_histograms, rgb_to_lab
 from imgtrans.metrics.evaluate import METRICS, Evaluator, image_scores, mean_scores
+from imgtrans.metrics.fid import InceptionDistance, InceptionFeatures
 from imgtrans.metrics.figure import draw_lab_histograms
 from imgtrans.metrics.images import to_unit_range
 from imgtrans.metrics.pixel import l1_error, psnr
@@ -19,6 +20,8 @@ __all__ = [
     "METRICS",
     "Evaluator",
     "HistogramAxis",
+    "InceptionDistance",
+    "InceptionFeatures",
     "Report",
     "draw_lab_histograms",
     "format_summary",

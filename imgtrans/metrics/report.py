@@ -17,8 +17,9 @@ print(format_summary(metrics))
 
 The directory then holds:
 
-- ``metrics.json``: per mode, the summary (means, Lab histogram intersections), the Lab
-  distributions and every image's scores; and every image's files. Non-finite numbers (the
+- ``metrics.json``: per mode, the summary (means, Lab histogram intersections, and FID and KID
+  when they were computed: see [set_inception_scores][imgtrans.metrics.report.Report.set_inception_scores]),
+  the Lab distributions and every image's scores; and every image's files. Non-finite numbers (the
   PSNR of an exact match) are written as the strings ``"inf"``, ``"-inf"`` or ``"nan"``, so
   the file is strict JSON; ``float()`` reads them back.
 - ``index.html``: the summary, the figure, and one row per image: input | output of each
@@ -64,6 +65,11 @@ IMAGE_DIR = "images"
 # How each metric is labelled and printed, in tables and on the page.
 METRIC_LABELS = {"l1": "L1 ([0, 1] scale)", "psnr": "PSNR (dB)", "ssim": "SSIM", "sharpness": "sharpness (target = 1)"}
 METRIC_FORMATS = {"l1": ".4f", "psnr": ".2f", "ssim": ".4f", "sharpness": ".3f"}
+FID_CONVENTION = (
+    "outputs against targets, 2048-d pool features of the TF Inception 2015-12-05 (torch-fidelity's port, "
+    "weights-inception-2015-12-05-6726825d.pth), 8-bit images resized to 299 with TF1 bilinear resampling; "
+    "statistics by torchmetrics; KID: cubic polynomial kernel, mean and std over random subsets"
+)
 _MODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -148,6 +154,7 @@ class Report:
         self.info = {str(key): _plain(value) for key, value in (info or {}).items()}
         self.evaluators = {mode: Evaluator() for mode in modes}
         self._rows: dict[str, int] = {}  # image name -> row number, in order of first appearance
+        self.inception_scores: dict[str, dict[str, Any]] = {}  # mode -> FID/KID, when computed
         if self.directory.exists() and not self.directory.is_dir():
             raise ValueError(f"{self.directory} exists and is not a directory; choose another output directory")
         (self.directory / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
@@ -199,6 +206,23 @@ class Report:
                 atomic_write(self.directory / self.image_file(row, kind), _png(tensor_to_image(image, (0.0, 1.0))))
         return records
 
+    def set_inception_scores(self, mode: str, scores: Mapping[str, Any]) -> None:
+        """Attach a mode's FID and KID.
+
+        ``scores`` is what [InceptionDistance.compute][imgtrans.metrics.fid.InceptionDistance.compute] returns.
+
+        They go into the mode's summary under ``"fid"``, with the bias warning of
+        [bias_note][imgtrans.metrics.fid.bias_note] under ``"warning"`` when there are few images.
+        """
+        if mode not in self.evaluators:
+            raise ValueError(f"unknown mode {mode!r}; this report has {', '.join(map(repr, self.evaluators))}")
+        from imgtrans.metrics.fid import bias_note
+
+        scores = dict(scores)
+        if (note := bias_note(int(scores["images"]))) is not None:
+            scores["warning"] = note
+        self.inception_scores[mode] = scores
+
     def _check_complete(self) -> None:
         names = {mode: {record["name"] for record in e.images} for mode, e in self.evaluators.items()}
         empty = [mode for mode, seen in names.items() if not seen]
@@ -240,10 +264,11 @@ class Report:
                 "sharpness": "gradient energy of the output / that of the target (1: as sharp, < 1: blurrier)",
                 "lab": "CIE Lab (D65); histograms of one Lab unit per bin centred on integers",
                 "non_finite": "written as the strings 'inf', '-inf', 'nan'",
+                **({"fid": FID_CONVENTION} if self.inception_scores else {}),
             },
             "modes": {
                 mode: {
-                    "summary": evaluator.summary(),
+                    "summary": {**evaluator.summary(), **self._inception_summary(mode)},
                     "lab_distributions": evaluator.lab_distributions(),
                     "images": [dict(record) for record in evaluator.images],
                 }
@@ -260,6 +285,9 @@ class Report:
             ],
             "files": {"html": HTML_FILE, "lab_histograms": FIGURE_FILE},
         }
+
+    def _inception_summary(self, mode: str) -> dict[str, Any]:
+        return {"fid": dict(self.inception_scores[mode])} if mode in self.inception_scores else {}
 
     def write(self) -> dict[str, Any]:
         """Write the figure, the page and ``metrics.json`` (last), and return the metrics.
@@ -316,7 +344,23 @@ def _summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
     for channel in summaries[0]["lab_intersection"]:
         intersections = [float(s["lab_intersection"][channel]) for s in summaries]
         rows.append((f"Lab intersection {channel}", [_format(value, ".3f") for value in intersections]))
+    inception = [s.get("fid") for s in summaries]
+    if any(inception):
+        counts = sorted({int(i["images"]) for i in inception if i})
+        label = f"FID ({', '.join(map(str, counts))} images)"
+        rows.append((label, [_format(float(i["fid"]), ".2f") if i and "fid" in i else "-" for i in inception]))
+        if any(i and "kid" in i for i in inception):
+            rows.append(("KID (mean ± std)", [
+                f"{_format(float(i['kid']), '.4f')} ± {_format(float(i['kid_std']), '.4f')}" if i and "kid" in i
+                else "-" for i in inception
+            ]))  # fmt: skip
     return rows
+
+
+def inception_warnings(metrics: Mapping[str, Any]) -> list[str]:
+    """The distinct FID warnings of a report's modes (the bias of FID on few images)."""
+    notes = [mode["summary"].get("fid", {}).get("warning") for mode in metrics["modes"].values()]
+    return list(dict.fromkeys(note for note in notes if note))
 
 
 def format_summary(metrics: Mapping[str, Any]) -> str:
@@ -335,6 +379,7 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
         for label, cells in rows
     ]
     lines.insert(1, "-" * len(lines[0]))
+    lines += [f"warning: {note}" for note in inception_warnings(metrics)]
     return "\n".join(lines)
 
 
@@ -345,6 +390,7 @@ td, th { padding: 4px 8px; border: 1px solid #ddd; vertical-align: top; text-ali
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 img.sample { width: 256px; image-rendering: pixelated; display: block; }
 div.scores { font-size: 0.85em; margin-top: 4px; }
+p.warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: 6px 10px; max-width: 60em; }
 """
 
 
@@ -376,6 +422,7 @@ def render_html(metrics: Mapping[str, Any]) -> str:
     for label, cells in _summary_rows(metrics):
         parts.append(f"<tr><td>{esc(label)}</td>" + "".join(f'<td class="number">{c}</td>' for c in cells) + "</tr>")
     parts.append("</table>")
+    parts += [f'<p class="warning">{esc(note)}</p>' for note in inception_warnings(metrics)]
     parts.append(
         "<h2>Colour distributions (Lab)</h2>"
         f'<p><img src="{esc(metrics["files"]["lab_histograms"])}" alt="Lab histograms of outputs and targets"></p>'

@@ -67,6 +67,14 @@ class TrainConfig:
         freeze_encoder_steps: keep generator.encoder frozen for the first N steps (for generators
             with a pretrained encoder).
         num_samples: images in each sample grid.
+        val_data: folder of held-out paired images to validate on (see
+            [imgtrans.train.validation][imgtrans.train.validation]); ``None``: no validation.
+        val_every: steps between validations (0: only at the end); the last step is always validated.
+        val_metric: ``"l1"``, ``"psnr"``, ``"ssim"`` or ``"fid"``: the score that picks the best model,
+            kept in ``out/best``.
+        inception_weights: the Inception weights file when ``val_metric="fid"`` (default: the cache).
+        log_to: where to log besides ``log.jsonl``: ``["tensorboard"]`` or ``[]`` (see
+            [imgtrans.train.loggers][imgtrans.train.loggers]).
     """
 
     model: str = "pix2pix-facades"
@@ -96,6 +104,12 @@ class TrainConfig:
     max_steps: int | None = None
     freeze_encoder_steps: int = 0
     num_samples: int = 4
+    # validation and logging (imgtrans.train.validation, imgtrans.train.loggers)
+    val_data: str | None = None
+    val_every: int = 500
+    val_metric: Literal["l1", "psnr", "ssim", "fid"] = "l1"
+    inception_weights: str | None = None
+    log_to: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # JSON gives lists
@@ -122,6 +136,13 @@ class TrainConfig:
             raise SettingError("betas", f"must be two numbers in [0, 1); got {self.betas}")
         if self.load_size is not None and self.crop_size is not None and self.crop_size > self.load_size:
             raise SettingError("crop_size", f"({self.crop_size}) cannot exceed load_size ({self.load_size})")
+        if self.val_metric not in ("l1", "psnr", "ssim", "fid"):
+            raise SettingError("val_metric", f"must be l1, psnr, ssim or fid; got {self.val_metric!r}")
+        if self.val_every < 0:
+            raise SettingError("val_every", f"must be at least 0; got {self.val_every}")
+        self.log_to = list(self.log_to)
+        if unknown := [d for d in self.log_to if d != "tensorboard"]:
+            raise SettingError("log_to", f"takes tensorboard only; got {unknown}")
 
     @property
     def decay_epochs(self) -> int:

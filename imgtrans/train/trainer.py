@@ -37,8 +37,10 @@ from imgtrans.io import atomic_write, save_image
 from imgtrans.models.pix2pix import Pix2Pix
 from imgtrans.train.config import SettingError, TrainConfig
 from imgtrans.train.distributed import Distributed
+from imgtrans.train.loggers import RunLoggers, require
 from imgtrans.train.run import RunFolder
 from imgtrans.train.samples import image_grid
+from imgtrans.train.validation import Validator
 
 
 class NonFiniteLossError(RuntimeError):
@@ -86,6 +88,14 @@ class RunSummary:
     samples: list[Path] = field(default_factory=list)
     model: Path | None = None
     interrupted: bool = False
+    # with validation (imgtrans.train.validation): the last and the best model's scores
+    best: Path | None = None
+    best_step: int | None = None
+    best_scores: dict | None = None
+    last_scores: dict | None = None
+    val_metric: str | None = None
+    train_seconds: float = 0.0
+    val_seconds: float = 0.0
 
 
 class Trainer:
@@ -99,6 +109,9 @@ class Trainer:
             by default the training images without augmentation.
         model: a model built with [imgtrans.build][imgtrans.factory.build] (so that checkpoints
             can rebuild it); by default ``build(config.model, **config.model_args)``.
+        val_data: held-out pairs to validate on (see [Validator][imgtrans.train.validation.Validator]);
+            by default a [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on
+            ``config.val_data`` without augmentation, or none.
 
     Example:
         >>> trainer = Trainer(TrainConfig(data="facades/train", direction="BtoA"))
@@ -111,8 +124,11 @@ class Trainer:
         train_data: Dataset | None = None,
         sample_data: Dataset | None = None,
         model: Pix2Pix | None = None,
+        val_data: Dataset | None = None,
     ) -> None:
         self.config = config
+        for destination in config.log_to:  # a missing library is said now, not after the first steps
+            require(destination)
         device = resolve_device(config.device)
         self.dist = Distributed.from_env(device.type)
         self.device = resolve_device(config.device, self.dist.local_rank)
@@ -165,6 +181,8 @@ class Trainer:
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
         self.net = self._distributed_view()
+        self.validator = self._validator(val_data) if self.dist.is_main else None
+        self._val_postfix: dict[str, str] = {}
         self.step = 0
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._images = 0
@@ -194,6 +212,23 @@ class Trainer:
         if len(train_data) < self.dist.world_size:
             raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
         return train_data, sample_data if sample_data is not None else train_data
+
+    def _validator(self, val_data: Dataset | None) -> Validator | None:
+        """Validation on ``val_data``, or on the folder ``config.val_data``, or none (rank 0 only)."""
+        c = self.config
+        if val_data is None and c.val_data is None:
+            return None
+        if val_data is None:
+            in_ch, out_ch = self._model_channels()
+            val_data = PairedImageDataset(
+                c.val_data, direction=c.direction, in_channels=in_ch, out_channels=out_ch,
+                load_size=c.crop_size, crop_size=c.crop_size, train=False, seed=c.seed,
+            )  # fmt: skip
+        return Validator(
+            val_data, self.out, c.val_metric, c.val_every, batch_size=8, device=self.device,
+            data=c.val_data if c.val_data is not None else type(val_data).__name__,
+            inception_weights=c.inception_weights,
+        )  # fmt: skip
 
     def _distributed_view(self) -> Pix2Pix:
         """The model as the training step sees it: DDP-wrapped networks under torchrun."""
@@ -353,12 +388,14 @@ class Trainer:
             self.load(self.checkpoint_path)
         if resume and main:
             trim_log(self.out / "log.jsonl", self.step)
+        if resume and self.validator is not None:
+            self.validator.restore()
         per_epoch, total = self.steps_per_epoch(), self.total_steps()
-        samples = [self.write_samples()] if main and self.step == 0 else []
-        log = (self.out / "log.jsonl").open("a") if main else None
+        log = RunLoggers(self.out, self.config.log_to, resume_step=self.step if resume else None) if main else None
+        samples = [self._sample(log)] if main and self.step == 0 else []
         bar = tqdm(total=total, initial=self.step, disable=not main, unit="step", dynamic_ncols=True)
         interrupted = False
-        clock = time.perf_counter()
+        clock = started = time.perf_counter()
         try:
             with stop_requests() as stop:
                 while self.step < total and not interrupted:
@@ -373,16 +410,21 @@ class Trainer:
                             for scheduler in self.schedulers.values():
                                 scheduler.step()
                         if main and self.config.sample_every and self._due(self.config.sample_every):
-                            samples.append(self.write_samples())
+                            samples.append(self._sample(log))
+                        if self.validator is not None and self.validator.due(self.step):
+                            clock += self._validate(log, bar)  # validation time is not training time
                         if self.config.checkpoint_every and self._due(self.config.checkpoint_every):
                             self.save()
                         interrupted = self.dist.any(stop.is_set(), self.device)
                         if interrupted or self.step >= total:
                             break
             self._flush()
+            validator = self.validator
+            if validator is not None and not interrupted and (validator.last or {}).get("step") != self.step:
+                self._validate(log, bar)  # the last model's scores, for the summary
             self.save()
             if main and (not samples or samples[-1].stem != f"step-{self.step:06d}"):
-                samples.append(self.write_samples())
+                samples.append(self._sample(log))
             model_dir = self.export() if main and not interrupted else None
         finally:
             bar.close()
@@ -390,7 +432,31 @@ class Trainer:
                 log.close()
         if interrupted and main:
             print(f"interrupted: saved {self.checkpoint_path} at step {self.step}; resume with --resume")
-        return RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
+        summary = RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
+        if self.validator is not None:
+            v = self.validator
+            summary.val_metric, summary.last_scores, summary.val_seconds = v.metric, v.last, v.seconds
+            if v.best is not None:
+                summary.best, summary.best_step, summary.best_scores = v.directory, v.best.step, v.best.scores
+        summary.train_seconds = time.perf_counter() - started - summary.val_seconds
+        return summary
+
+    def _sample(self, log: RunLoggers | None) -> Path:
+        path = self.write_samples()
+        if log is not None:
+            log.image(self.step, path)
+        return path
+
+    def _validate(self, log: RunLoggers | None, bar) -> float:
+        """Validate now (rank 0), log the scores, keep the best model; returns the seconds it took."""
+        scores = self.validator.validate(self.model, self.step)
+        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch(), **scores}
+        if log is not None:
+            log.record(record)
+        metric = self.validator.metric
+        self._val_postfix = {f"val_{metric}": f"{record[f'val_{metric}']:.4g}", "best": str(record.get("best_step"))}
+        bar.set_postfix(self._val_postfix, refresh=False)
+        return record["val_seconds"]
 
     def _due(self, every: int) -> bool:
         return every > 0 and self.step % every == 0
@@ -407,10 +473,9 @@ class Trainer:
         }
         self._images = 0
         if log is not None:
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            log.record(record)
             shown = {k: f"{record[k]:.3g}" for k in ("d_loss", "g_gan", "g_l1", "img_per_s") if k in record}
-            bar.set_postfix(shown, refresh=False)
+            bar.set_postfix({**shown, **self._val_postfix}, refresh=False)
         return now
 
     # ------------------------------------------------------------------------- state on disk
