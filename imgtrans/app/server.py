@@ -16,7 +16,7 @@ allows this server's own address, so the page cannot load anything from elsewher
 
 The translation is [translate][imgtrans.inference.translate] (eval mode) on the uploaded pixels,
 converted to the model's channels as ``imgtrans translate`` reads files, then quantised to 8 bits
-as [save_image][imgtrans.train.samples.save_image] does: the page shows exactly what
+as [save_image][imgtrans.io.save_image] does: the page shows exactly what
 ``imgtrans translate`` would write for the same file. Images larger than ``tile`` pixels on a side
 are translated in blended tiles, as there.
 """
