@@ -43,4 +43,6 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
         rows = x.reshape(n, self.in_channels, h * w).transpose(1, 2).reshape(n * h * w, self.in_channels)
         columns = (rows @ self.weight.reshape(self.in_channels, -1)).reshape(n, h * w, -1).transpose(1, 2)
         y = F.fold(columns, (out_h, out_w), self.kernel_size, padding=self.padding, stride=self.stride)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            y = y.contiguous(memory_format=torch.channels_last)  # as the input: concatenating mixed layouts is slow
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)

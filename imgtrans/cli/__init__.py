@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import Sequence
 
 # Modules of imgtrans.cli; each defines add_parser(subparsers) and sets `run` on its parser.
-COMMANDS: tuple[str, ...] = ("demo", "train", "translate", "eval", "models", "zoo", "convert")
+COMMANDS: tuple[str, ...] = ("demo", "train", "translate", "export", "eval", "models", "zoo", "convert")
 
 USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, OSError)
 
