@@ -3,12 +3,18 @@
 
     python benchmarks/compare.py --mode train --size 256 --batch 1 --rounds 5
     python benchmarks/compare.py --mode infer --size 1024 --batch 1 --compile
+    python benchmarks/compare.py --mode infer --size 256 --batch 8 --backend torch --precision bf16
+    python benchmarks/compare.py --mode infer --size 256 --batch 8 --backend onnxruntime --precision int8
 
 Each round runs the textbook script (../shared/bench/textbook_pix2pix.py) and then imgtrans's
 benchmark, each in a fresh process, so both see the same machine state. Every run prints its
 JSON line (the textbook's gains its FLOPs, GFLOP/s and peak memory, measured around it); the last
 line is a summary: the median over rounds of each side's ms per iteration, and
 ``speedup = textbook / imgtrans`` (above 1: imgtrans is faster).
+
+Each run also records the share of the machine's CPU time that went to niced processes while
+it ran (``others_nice_share``: other users' background jobs; both sides run at normal priority),
+and the summary the CPU's instruction set, since bf16 and int8 speeds depend on it.
 """
 
 from __future__ import annotations
@@ -54,12 +60,26 @@ def textbook_gflop(path: Path, mode: str, size: int, batch: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def cpu_ticks() -> list[int]:
+    """The machine's CPU time counters (user, nice, system, idle, ...) from /proc/stat; empty elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return []
+
+
 def json_lines(command: list[str]) -> dict:
+    before = cpu_ticks()
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    after = cpu_ticks()
     record: dict = {}
     for line in out.strip().splitlines():
         if line.startswith("{"):
             record.update(json.loads(line))
+    if before and after:
+        delta = [b - a for a, b in zip(before, after)]
+        record["others_nice_share"] = round(delta[1] / max(sum(delta[:8]), 1), 3)
     return record
 
 
@@ -72,10 +92,17 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--amp", default="fp32", help="imgtrans's mixed precision (the textbook is always fp32)")
     p.add_argument("--compile", action="store_true", help="imgtrans inference compiled with frozen weights")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], help="imgtrans inference through imgtrans.runtime")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="with --backend")
     p.add_argument("--textbook", default=str(TEXTBOOK))
     a = p.parse_args()
     common = ["--mode", a.mode, "--size", str(a.size), "--batch", str(a.batch), "--iters", str(a.iters)]
     ours_flags = ["--amp", a.amp] + (["--compile"] if a.compile else [])
+    if a.backend:
+        ours_flags += ["--backend", a.backend, "--precision", a.precision]
+        if a.backend == "onnxruntime":  # export (and calibrate) once, before the timed rounds
+            subprocess.run([sys.executable, str(HERE / "pix2pix_step.py"), *common[:2], "--size", "64", "--batch", "1",
+                            "--iters", "1", "--warmup", "0", *ours_flags], check=True, capture_output=True)
     gflop = textbook_gflop(Path(a.textbook), a.mode, a.size, a.batch)
     textbook, ours = [], []
     for _ in range(a.rounds):
@@ -88,8 +115,9 @@ def main() -> None:
         ours.append(o)
     t_ms = statistics.median(r["ms_per_iter"] for r in textbook)
     o_ms = statistics.median(r["ms_per_iter"] for r in ours)
+    setting = f"backend={a.backend} precision={a.precision}" if a.backend else f"amp={a.amp}"
     print(json.dumps({
-        "what": f"{a.mode} size={a.size} batch={a.batch}: imgtrans amp={a.amp}{' compiled' if a.compile else ''}"
+        "what": f"{a.mode} size={a.size} batch={a.batch}: imgtrans {setting}{' compiled' if a.compile else ''}"
         " vs textbook fp32",
         "textbook_ms": t_ms,
         "imgtrans_ms": o_ms,
@@ -101,6 +129,8 @@ def main() -> None:
         "textbook_peak_rss_mb": max(r["peak_rss_mb"] for r in textbook),
         "imgtrans_peak_rss_mb": max(r["peak_rss_mb"] for r in ours),
         "rounds": a.rounds,
+        "others_nice_share": [r.get("others_nice_share") for r in textbook + ours],
+        "cpu": ours[0].get("cpu"),
     }))
 
 

@@ -50,6 +50,8 @@ METADATA_KEYS: dict[str, str] = {
     "imgtrans.max_abs_error": "largest |ONNX - PyTorch| measured on export, per checked input shape, JSON",
     "imgtrans.version": "imgtrans version that wrote the file",
 }
+"""The ``metadata_props`` an exported file carries, and what each holds (int8 files add
+``imgtrans.calibration`` and ``imgtrans.psnr_vs_fp32``)."""
 VERIFY_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 256, 256), (1, 300, 210), (4, 256, 256))
 """(batch, height, width) of the inputs an export is checked on: the issue's three cases."""
 
