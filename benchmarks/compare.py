@@ -10,10 +10,11 @@ Each round runs the textbook script (../shared/bench/textbook_pix2pix.py) and th
 benchmark, each in a fresh process, so both see the same machine state. Every run prints its
 JSON line (the textbook's gains its FLOPs, GFLOP/s and peak memory, measured around it); the last
 line is a summary: the median over rounds of each side's ms per iteration, and
-``speedup = textbook / imgtrans`` (above 1: imgtrans is faster).
+``speedup = textbook / imgtrans`` (above 1: imgtrans is faster); ``speedup_median_of_rounds`` is
+the median of each round's own ratio, steadier when the machine's load drifts.
 
-Each run also records the share of the machine's CPU time that went to niced processes while
-it ran (``others_nice_share``: other users' background jobs; both sides run at normal priority),
+Each run also records the share of the machine's CPU time that went to other processes while it
+ran (``others_share``: busy time minus the benchmark's own; ``others_nice_share``: niced jobs only),
 and the summary the CPU's instruction set, since bf16 and int8 speeds depend on it.
 """
 
@@ -22,9 +23,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -60,6 +64,9 @@ def textbook_gflop(path: Path, mode: str, size: int, batch: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 def cpu_ticks() -> list[int]:
     """The machine's CPU time counters (user, nice, system, idle, ...) from /proc/stat; empty elsewhere."""
     try:
@@ -69,17 +76,35 @@ def cpu_ticks() -> list[int]:
         return []
 
 
+def wait_until_quiet(limit_s: float, busy_max: float = 0.1) -> None:
+    """Wait (at most ``limit_s``) until other processes use under ``busy_max`` of the CPU over 2 s."""
+    waited = 0.0
+    while waited < limit_s:
+        before = cpu_ticks()
+        time.sleep(2)
+        after = cpu_ticks()
+        if not before:
+            return
+        delta = [b - a for a, b in zip(before, after)]
+        if sum(delta[:3]) / max(sum(delta[:8]), 1) < busy_max:
+            return
+        waited += 2
+
+
 def json_lines(command: list[str]) -> dict:
-    before = cpu_ticks()
+    before, children = cpu_ticks(), resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    after = cpu_ticks()
+    after, children_after = cpu_ticks(), resource.getrusage(resource.RUSAGE_CHILDREN)
     record: dict = {}
     for line in out.strip().splitlines():
         if line.startswith("{"):
             record.update(json.loads(line))
     if before and after:
         delta = [b - a for a, b in zip(before, after)]
-        record["others_nice_share"] = round(delta[1] / max(sum(delta[:8]), 1), 3)
+        total = max(sum(delta[:8]), 1)
+        ours = (children_after.ru_utime + children_after.ru_stime - children.ru_utime - children.ru_stime) * TICKS
+        record["others_nice_share"] = round(delta[1] / total, 3)
+        record["others_share"] = round(max(sum(delta[:3]) - ours, 0) / total, 3)
     return record
 
 
@@ -95,6 +120,8 @@ def main() -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], help="imgtrans inference through imgtrans.runtime")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="with --backend")
     p.add_argument("--textbook", default=str(TEXTBOOK))
+    p.add_argument("--wait-quiet", type=float, default=0, help="before each run, wait up to this many seconds "
+                   "for other processes to leave the CPU (under 10%% busy over 2 s)")
     a = p.parse_args()
     common = ["--mode", a.mode, "--size", str(a.size), "--batch", str(a.batch), "--iters", str(a.iters)]
     ours_flags = ["--amp", a.amp] + (["--compile"] if a.compile else [])
@@ -106,9 +133,11 @@ def main() -> None:
     gflop = textbook_gflop(Path(a.textbook), a.mode, a.size, a.batch)
     textbook, ours = [], []
     for _ in range(a.rounds):
+        wait_until_quiet(a.wait_quiet)
         t = json_lines([sys.executable, "-c", WRAPPER, a.textbook, *common])
         t.update(gflop_per_iter=round(gflop, 2), gflop_per_s=round(gflop * 1000 / t["ms_per_iter"], 1))
         print(json.dumps(t), flush=True)
+        wait_until_quiet(a.wait_quiet)
         o = json_lines([sys.executable, str(HERE / "pix2pix_step.py"), *common, *ours_flags])
         print(json.dumps(o), flush=True)
         textbook.append(t)
@@ -124,12 +153,15 @@ def main() -> None:
         "textbook_img_per_s": round(a.batch * 1000 / t_ms, 3),
         "imgtrans_img_per_s": round(a.batch * 1000 / o_ms, 3),
         "speedup": round(t_ms / o_ms, 3),
+        # each round's textbook run and imgtrans run are adjacent in time: their ratio cancels slow drifts in load
+        "speedup_median_of_rounds": round(statistics.median(t["ms_per_iter"] / o["ms_per_iter"] for t, o in zip(textbook, ours)), 3),
         "textbook_gflop_per_s": round(gflop * 1000 / t_ms, 1),
         "imgtrans_gflop_per_s": round(ours[0]["gflop_per_iter"] * 1000 / o_ms, 1),
         "textbook_peak_rss_mb": max(r["peak_rss_mb"] for r in textbook),
         "imgtrans_peak_rss_mb": max(r["peak_rss_mb"] for r in ours),
         "rounds": a.rounds,
         "others_nice_share": [r.get("others_nice_share") for r in textbook + ours],
+        "others_share": [r.get("others_share") for r in textbook + ours],
         "cpu": ours[0].get("cpu"),
     }))
 

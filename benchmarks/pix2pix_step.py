@@ -29,14 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pathlib import Path
 
-from PIL import Image
-
 from imgtrans.data import SyntheticFacades
-from imgtrans.data.paired import to_tensor
-from imgtrans.export import export_onnx
 from imgtrans.inference import compile_for_inference, translate
-from imgtrans.quantization import quantize_onnx
-from imgtrans.runtime import OnnxTranslator, TorchTranslator, instruction_set
 from imgtrans.train import TrainConfig, Trainer
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "facades" / "train"
@@ -63,7 +57,7 @@ def main() -> None:
     x = torch.rand(a.batch, 3, a.size, a.size, device=device) * 2 - 1
     y = torch.rand(a.batch, 3, a.size, a.size, device=device) * 2 - 1
     batch = {"input": x, "target": y}
-    compiled = compile_for_inference(trainer.model) if a.compile and a.mode == "infer" else None
+    compiled = compile_for_inference(trainer.model) if a.compile and a.mode == "infer" and not a.backend else None
     translator = make_translator(trainer.model, a) if a.backend and a.mode == "infer" else None
 
     def step() -> None:
@@ -91,6 +85,7 @@ def main() -> None:
     mean, median = statistics.fmean(times), statistics.median(times)
     gflop = counter.get_total_flops() / 1e9
     setting = f"backend={a.backend} precision={a.precision}" if translator is not None else f"amp={a.amp}"
+    setting += " compiled" if a.compile and a.backend == "torch" else ""
     print(json.dumps({
         "what": f"imgtrans pix2pix {a.mode} size={a.size} batch={a.batch} {setting}"
         + (" compiled" if compiled else "") + f" device={device.type}",
@@ -102,14 +97,30 @@ def main() -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "cpu": instruction_set(),
+        "cpu": cpu(),
     }))
+
+
+def cpu() -> str:
+    """The CPU's instruction set as imgtrans.runtime reports it (absent from older checkouts)."""
+    try:
+        from imgtrans.runtime import instruction_set
+    except ImportError:
+        return torch.backends.cpu.get_cpu_capability()
+    return instruction_set()
 
 
 def make_translator(model, a):
     """imgtrans.runtime's translator for --backend/--precision; ONNX files exported once into --onnx-cache."""
+    from PIL import Image
+
+    from imgtrans.data.paired import to_tensor
+    from imgtrans.export import export_onnx
+    from imgtrans.quantization import quantize_onnx
+    from imgtrans.runtime import OnnxTranslator, TorchTranslator
+
     if a.backend == "torch":
-        return TorchTranslator(model, a.precision, next(model.parameters()).device)
+        return TorchTranslator(model, a.precision, next(model.parameters()).device, compile=a.compile)
     cache = Path(a.onnx_cache)
     path = cache / f"pix2pix-facades-seed0-{a.precision}.onnx"
     if not path.is_file():

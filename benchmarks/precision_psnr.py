@@ -4,7 +4,7 @@
     python benchmarks/precision_psnr.py RUN_OR_MODEL --data ../shared/data/facades/test --direction BtoA
     python benchmarks/precision_psnr.py RUN_OR_MODEL --data ../shared/data/facades/test --direction BtoA --size 1024
 
-For every setting (torch fp32, torch bf16, onnxruntime fp32, onnxruntime int8 calibrated on the
+For every setting (torch fp32, torch bf16 eager and compiled, onnxruntime fp32, onnxruntime int8 calibrated on the
 first 32 label maps of ``--calibration``), translates every test input and reports:
 
 - against PyTorch's float32 eval-mode output: PSNR over the whole set (images on [0, 1]), the
@@ -68,6 +68,7 @@ def main() -> None:
     settings = {"torch fp32": lambda: TorchTranslator(model)}
     if native_bf16():
         settings["torch bf16"] = lambda: TorchTranslator(model, "bf16")
+        settings["torch bf16 compiled"] = lambda: TorchTranslator(model, "bf16", compile=True)
     settings["onnxruntime fp32"] = lambda: onnx_translator(model)
     settings["onnxruntime int8"] = lambda: onnx_translator(
         model, "int8", calibration=calibration_images(Path(a.calibration), a.direction)

@@ -42,7 +42,9 @@ def main() -> None:
             labels.resize((size, size), Image.NEAREST).save(image)
             command = ["/usr/bin/time", "-v", sys.executable, "-m", "imgtrans", "translate", a.model, str(image),
                        "--out", str(Path(folder) / "out"), *a.extra.split()]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+            # cwd: the temporary folder, since `python -m` puts the working directory before PYTHONPATH
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            done = subprocess.run(command, check=False, capture_output=True, text=True, env=env, cwd=folder)
             if done.returncode != 0:
                 print(done.stderr[-2000:], file=sys.stderr)
                 raise SystemExit(done.returncode)
@@ -57,7 +59,7 @@ def main() -> None:
                 "image_float32_mb": round(4 * pixels / 2**20, 1),
                 "source": str(root),
                 "flags": a.extra,
-                "printed": done.stdout.strip().splitlines()[-1],
+                "printed": done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "",
             }), flush=True)
 
 

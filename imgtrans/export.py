@@ -23,13 +23,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import tempfile
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
-import torch.fx.experimental._config as fx_config
 from torch import nn
 
 from imgtrans.fusion import inference_copy
@@ -170,7 +169,7 @@ def export_program(model: nn.Module, *, subpixel: bool = False) -> torch.export.
     graph = inference_copy(model, subpixel=subpixel)
     # Sizes are symbolic; "size-oblivious" reasoning keeps export from specialising the graph to
     # the example's size class (e.g. "not a multiple of 256"), so every size runs the same graph.
-    with fx_config.patch(backed_size_oblivious=True):
+    with _size_oblivious():
         return torch.export.export(graph, (_example(graph),), dynamic_shapes=(_dynamic_axes(),))
 
 
@@ -213,7 +212,7 @@ def export_onnx(
     check_exportable(model, paper_test_mode)
     path = Path(path)
     graph = inference_copy(model, subpixel=subpixel)
-    with fx_config.patch(backed_size_oblivious=True):
+    with _size_oblivious():
         program = torch.onnx.export(
             graph,
             (_example(graph),),
@@ -304,6 +303,16 @@ def ort_session(onnx_model: str | os.PathLike | bytes, threads: int | None = Non
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+def _size_oblivious() -> AbstractContextManager:
+    """Export's size-oblivious reasoning (a private switch of torch; without it, export as usual)."""
+    try:
+        import torch.fx.experimental._config as fx_config
+
+        return fx_config.patch(backed_size_oblivious=True)
+    except (ImportError, AttributeError):  # pragma: no cover - other torch versions
+        return nullcontext()
+
+
 def _example(graph: nn.Module) -> torch.Tensor:
     # Batch 2 and distinct sides that are not multiples: export treats sizes 0 and 1 as constants.
     return torch.rand(2, graph.in_channels, 70, 90) * 2 - 1
@@ -324,9 +333,3 @@ def _require(name: str) -> Any:
             f"{name.split('.')[0]} is not installed; ONNX export and the onnxruntime backend need it: "
             'pip install "imgtrans[onnx]"'
         ) from None
-
-
-def temporary_onnx(model: nn.Module, **kwargs: Any) -> tuple[tempfile.TemporaryDirectory, ExportReport]:
-    """Export ``model`` into a new temporary folder (kept until the returned folder object is cleaned up)."""
-    folder = tempfile.TemporaryDirectory(prefix="imgtrans-onnx-")
-    return folder, export_onnx(model, Path(folder.name) / "model.onnx", **kwargs)

@@ -13,6 +13,7 @@ paper's test mode (batch statistics, section 3.3) cannot be folded: this is for 
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -54,7 +55,7 @@ def fold_batch_norm(module: nn.Module) -> int:
         if not isinstance(parent, nn.Sequential):
             continue
         children = list(parent.named_children())
-        for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+        for (conv_name, conv), (norm_name, norm) in pairwise(children):
             if _foldable(conv, norm):
                 transposed = isinstance(conv, nn.ConvTranspose2d)
                 setattr(parent, conv_name, fuse_conv_bn_eval(conv, norm, transpose=transposed))

@@ -12,8 +12,6 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange, repeat
 from torch import nn
 
 

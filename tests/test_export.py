@@ -92,7 +92,7 @@ def test_onnx_matches_pytorch_at_any_size_and_batch(exported, shape):
 
 
 def test_onnx_file_carries_its_metadata(exported):
-    model, path, printed = exported
+    _, path, printed = exported
     meta = read_metadata(path)
     assert meta["imgtrans.model"] == "pix2pix-facades"
     assert json.loads(meta["imgtrans.arguments"])["generator_args"] == {"base_channels": 4}
@@ -105,7 +105,7 @@ def test_onnx_file_carries_its_metadata(exported):
 
 
 def test_translate_runs_the_onnx_file_as_pytorch_does(exported, tmp_path, capsys):
-    model, path, _ = exported
+    _, path, _ = exported
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     for backend, source, out in (("onnxruntime", path, "o"), ("torch", None, "t")):
@@ -176,6 +176,7 @@ def test_folded_copy_computes_eval_mode():
 def test_int8_is_calibrated_checked_and_labelled(int8, calibration):
     model, path, metadata = int8
     meta = read_metadata(path)
+    assert meta == metadata
     assert meta["imgtrans.precision"] == "int8" and meta["imgtrans.direction"] == "AtoB"
     assert float(meta["imgtrans.psnr_vs_fp32"]) >= 30 and "6 image(s)" in meta["imgtrans.calibration"]
     translator = OnnxTranslator(path)

@@ -118,7 +118,9 @@ def test_non_finite_outputs_are_an_error_not_a_black_image():
 
 def test_tiles_stream_into_pixels_as_whole_images_are_saved():
     x = torch.randint(0, 256, (1, 3, 150, 230), dtype=torch.uint8)
-    fn = lambda t: torch.tanh(2 * t)  # noqa: E731
+    def fn(t):
+        return torch.tanh(2 * t)
+
     pixels = translate_tiled(fn, x, tile=64, overlap=16, batch_size=3, dtype=torch.uint8)
     expected = ((fn(x.float() / 127.5 - 1).clamp(-1, 1) + 1) * 127.5).round()
     assert pixels.dtype == torch.uint8 and torch.equal(pixels.float(), expected)

@@ -44,7 +44,7 @@ class SubpixelConvTranspose2d(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.repeat(4), requires_grad=False)
 
     @classmethod
-    def from_transposed(cls, conv: nn.ConvTranspose2d) -> "SubpixelConvTranspose2d":
+    def from_transposed(cls, conv: nn.ConvTranspose2d) -> SubpixelConvTranspose2d:
         """The same function as ``conv``, which must be a ``4x4``, stride-2, padding-1 transposed convolution."""
         if not supports(conv):
             raise ValueError(
