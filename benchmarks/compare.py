@@ -41,6 +41,11 @@ WRAPPER = (
     "import json, resource, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
     "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))"
 )
+# The same, with glibc told to keep freed memory (imgtrans.runtime.keep_freed_memory), for --textbook-malloc.
+WRAPPER_MALLOC = (
+    "import ctypes; libc = ctypes.CDLL('libc.so.6'); libc.mallopt(-3, 1 << 30); libc.mallopt(-1, (1 << 31) - 1); "
+    + WRAPPER
+)
 
 
 def textbook_gflop(path: Path, mode: str, size: int, batch: int) -> float:
@@ -120,6 +125,8 @@ def main() -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], help="imgtrans inference through imgtrans.runtime")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="with --backend")
     p.add_argument("--textbook", default=str(TEXTBOOK))
+    p.add_argument("--textbook-malloc", action="store_true",
+                   help="run the textbook with glibc keeping freed memory too, as imgtrans translate runs")
     p.add_argument("--wait-quiet", type=float, default=0, help="before each run, wait up to this many seconds "
                    "for other processes to leave the CPU (under 10%% busy over 2 s)")
     a = p.parse_args()
@@ -134,7 +141,7 @@ def main() -> None:
     textbook, ours = [], []
     for _ in range(a.rounds):
         wait_until_quiet(a.wait_quiet)
-        t = json_lines([sys.executable, "-c", WRAPPER, a.textbook, *common])
+        t = json_lines([sys.executable, "-c", WRAPPER_MALLOC if a.textbook_malloc else WRAPPER, a.textbook, *common])
         t.update(gflop_per_iter=round(gflop, 2), gflop_per_s=round(gflop * 1000 / t["ms_per_iter"], 1))
         print(json.dumps(t), flush=True)
         wait_until_quiet(a.wait_quiet)
@@ -147,7 +154,7 @@ def main() -> None:
     setting = f"backend={a.backend} precision={a.precision}" if a.backend else f"amp={a.amp}"
     print(json.dumps({
         "what": f"{a.mode} size={a.size} batch={a.batch}: imgtrans {setting}{' compiled' if a.compile else ''}"
-        " vs textbook fp32",
+        f" vs textbook fp32{' (freed memory kept)' if a.textbook_malloc else ''}",
         "textbook_ms": t_ms,
         "imgtrans_ms": o_ms,
         "textbook_img_per_s": round(a.batch * 1000 / t_ms, 3),

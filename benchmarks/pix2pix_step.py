@@ -8,7 +8,8 @@
         --onnx-cache /tmp/imgtrans-onnx
 
 Inference with ``--backend``/``--precision`` runs the translator ``imgtrans translate`` runs
-(imgtrans.runtime, NaN checks included); onnxruntime files are exported (int8: calibrated on the
+(imgtrans.runtime, NaN checks included, glibc's allocator told to keep freed memory as
+``imgtrans translate`` tells it); onnxruntime files are exported (int8: calibrated on the
 first 32 label maps of ../shared/data/facades/train) into ``--onnx-cache`` once, outside the timing.
 
 Same models (U-Net 256 + 70x70 PatchGAN), same random inputs in [-1, 1], same warm-up. Prints one
@@ -117,8 +118,9 @@ def make_translator(model, a):
     from imgtrans.data.paired import to_tensor
     from imgtrans.export import export_onnx
     from imgtrans.quantization import quantize_onnx
-    from imgtrans.runtime import OnnxTranslator, TorchTranslator
+    from imgtrans.runtime import OnnxTranslator, TorchTranslator, keep_freed_memory
 
+    keep_freed_memory()  # as imgtrans translate does
     if a.backend == "torch":
         return TorchTranslator(model, a.precision, next(model.parameters()).device, compile=a.compile)
     cache = Path(a.onnx_cache)

@@ -67,6 +67,29 @@ def instruction_set() -> str:
     return f"{torch.backends.cpu.get_cpu_capability()}: {' '.join(present) or 'flags unknown'}"
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory for reuse rather than return it to the system.
+
+    By default glibc maps every allocation above 32 MB afresh and unmaps it when it is freed, so
+    each forward pass touches its large activations as new pages, and the kernel zero-fills them
+    one page fault at a time: about a third of a U-Net 256's CPU inference time (256x256, batch 8,
+    measured in docs/performance.md). PyTorch's CPU tuning guide suggests another allocator
+    (jemalloc, tcmalloc) for this; raising glibc's thresholds does the same without one. It affects
+    the whole process, and memory freed after a peak stays with it, so ``imgtrans translate`` calls
+    it and library users opt in. Returns whether the allocator accepted it (``False`` off glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
+
+
 def native_bf16(device: torch.device | str = "cpu") -> bool:
     """Whether ``device`` computes bfloat16 natively (oneDNN's check on a CPU: AVX512-BF16 or AMX)."""
     device = torch.device(device)

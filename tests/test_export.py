@@ -242,3 +242,13 @@ def test_bf16_runs_where_native_and_is_refused_elsewhere(monkeypatch):
     monkeypatch.setattr("imgtrans.runtime.native_bf16", lambda device="cpu": False)
     with pytest.raises(ValueError, match="no native bfloat16 arithmetic"):
         TorchTranslator(model, "bf16")
+
+
+def test_glibc_keeps_freed_memory_when_asked():
+    import platform
+
+    from imgtrans.runtime import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("keep_freed_memory tunes glibc's allocator; this is not glibc")
+    assert keep_freed_memory() is True

@@ -12,7 +12,15 @@ from PIL import Image
 from imgtrans.data.paired import IMAGE_EXTENSIONS, MODES, image_files, read_image, to_tensor
 from imgtrans.inference import generator_of, translate_tiled
 from imgtrans.loading import load_model
-from imgtrans.runtime import BACKENDS, OnnxTranslator, TorchTranslator, Translator, check_precision, onnx_translator
+from imgtrans.runtime import (
+    BACKENDS,
+    OnnxTranslator,
+    TorchTranslator,
+    Translator,
+    check_precision,
+    keep_freed_memory,
+    onnx_translator,
+)
 from imgtrans.train.samples import save_image
 from imgtrans.train.trainer import resolve_device
 
@@ -165,14 +173,17 @@ def run(args: argparse.Namespace) -> int:
     if channels not in MODES:
         raise ValueError(f"the model expects {channels}-channel inputs; only 1, 3 or 4 channels can be read from images")
     files = input_files(args.inputs)
-    if args.paper_test_mode:
-        for f in files:
-            if max(image_size(f, args.split)) > args.tile:
-                raise ValueError(
-                    f"{f} is larger than --tile {args.tile}, and --paper-test-mode normalises each image with its own "
-                    "statistics, which tiles of it cannot reproduce: raise --tile to its largest side (memory "
-                    "permitting) or drop --paper-test-mode"
-                )
+    tiled = [f for f in files if max(image_size(f, args.split)) > args.tile]
+    if not tiled:
+        # Large activations are reused rather than page-faulted in at every batch. Not when tiling:
+        # memory kept after each tile's peak would add up, and bounded memory matters more there.
+        keep_freed_memory()
+    if args.paper_test_mode and tiled:
+        raise ValueError(
+            f"{tiled[0]} is larger than --tile {args.tile}, and --paper-test-mode normalises each image with its own "
+            "statistics, which tiles of it cannot reproduce: raise --tile to its largest side (memory permitting) "
+            "or drop --paper-test-mode"
+        )
     writer = OutputFolder(Path(args.out))
     batch: list[tuple[Path, torch.Tensor]] = []
 
@@ -182,8 +193,9 @@ def run(args: argparse.Namespace) -> int:
                 writer.save(y, f)
             batch.clear()
 
+    tiled_set = set(tiled)
     for f in files:  # one batch of same-sized images in memory at a time
-        if max(image_size(f, args.split)) > args.tile:
+        if f in tiled_set:
             # Pixels in and out as uint8; only the tile batch is in floats.
             pixels = load_pixels(f, channels, args.split)
             tiles = args.batch_size or TILE_BATCH
