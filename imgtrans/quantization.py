@@ -53,7 +53,8 @@ def quantize_onnx(
             PSNR against PyTorch's float32 output.
 
     Returns:
-        The file's metadata; ``imgtrans.psnr_vs_fp32`` holds the PSNR measured.
+        The file's metadata (onnxruntime's quantiser adds its own keys); ``imgtrans.psnr_vs_fp32``
+        holds the PSNR measured.
 
     Raises:
         ValueError: no calibration images, or images of the wrong shape.
@@ -97,9 +98,13 @@ def quantize_onnx(
         metadata["imgtrans.calibration"] = f"{len(images)} image(s), min/max ranges; weights per channel"
         metadata["imgtrans.psnr_vs_fp32"] = json.dumps(round(psnr, 2))
         set_metadata(proto, metadata)
+        # The float32 export's error bound does not describe the int8 model: its PSNR does.
+        kept = [(p.key, p.value) for p in proto.metadata_props if p.key != "imgtrans.max_abs_error"]
+        del proto.metadata_props[:]
+        set_metadata(proto, dict(kept))
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save_model(proto, str(path))
-    return metadata
+    return dict(kept)
 
 
 def psnr_against_pytorch(model: nn.Module, onnx_model: str | os.PathLike, images: list[torch.Tensor]) -> float:
