@@ -58,7 +58,8 @@ def evaluate_model(
             [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] with ``train=False``).
         directory: where ``metrics.json``, ``index.html`` and ``lab_histograms.png`` go.
         modes: ``"eval"`` and/or ``"paper"``.
-        batch_size: images per forward pass; in the paper's mode it sets the batch statistics.
+        batch_size: images per forward pass (the paper's mode runs them one at a time, each with its own
+            statistics, so its scores do not depend on it).
         info: facts to keep in the report.
         device: where to run the model.
         fid: also compute FID and KID of each mode's outputs against the targets (see
@@ -93,10 +94,14 @@ def evaluate_model(
         distance = distances[mode] = (first if encode_real else first.spawn()) if fid else None
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_same_size)
         bar.set_description(f"evaluating ({mode})")
-        for index, batch in enumerate(loader):
-            with torch.random.fork_rng(devices=[]):  # the paper's mode draws dropout masks: seeded, reproducible
-                torch.manual_seed(index)
-                outputs = translate(model, batch["input"].to(device), paper_test_mode=mode == "paper").float().cpu()
+        seen = 0
+        for batch in loader:
+            # The paper's mode runs image by image and draws dropout masks: one seed per image (its
+            # index), so each image's output is reproducible and independent of the batch size.
+            seeds = range(seen, seen + len(batch["name"]))
+            seen += len(batch["name"])
+            x = batch["input"].to(device)
+            outputs = translate(model, x, paper_test_mode=mode == "paper", seeds=seeds).float().cpu()
             if distance is not None:
                 distance.update_fake(outputs)
                 if encode_real:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange, repeat
 from torch import nn
 
 
@@ -55,12 +53,51 @@ def generator_of(model: nn.Module) -> nn.Module:
     return generator if isinstance(generator, nn.Module) else model
 
 
+def check_finite_input(x: torch.Tensor) -> None:
+    """Raise a ``ValueError`` naming the images of the batch ``x`` that hold NaN or inf."""
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"input image(s) {bad} of the batch hold NaN or inf; images must be finite, in [-1, 1] (pixel / 127.5 - 1)"
+        )
+
+
 @torch.no_grad()
-def translate(model: nn.Module, x: torch.Tensor, *, paper_test_mode: bool = False) -> torch.Tensor:
-    """Translate a batch in [-1, 1] with a pix2pix model or a bare generator, without gradients."""
+def translate(
+    model: nn.Module, x: torch.Tensor, *, paper_test_mode: bool = False, seeds: Sequence[int] | None = None
+) -> torch.Tensor:
+    """Translate a batch in [-1, 1] with a pix2pix model or a bare generator, without gradients.
+
+    In eval mode the batch runs at once. In the paper's test mode each image runs alone, as in
+    the paper and its reference code (batch size 1 at test time): its BatchNorm statistics are its
+    own, so its output does not depend on the images beside it, and a NaN in one image cannot
+    spread to the others. The images draw their dropout masks in order from the global generator,
+    so a batch gives exactly what the same images give one call at a time.
+
+    Args:
+        model: a pix2pix model or a bare generator; its mode and statistics are left unchanged.
+        x: images ``N x C x H x W`` in [-1, 1]; NaN or inf are refused.
+        paper_test_mode: dropout on and per-image statistics (sections 3.3, 4.1).
+        seeds: in the paper's mode, one seed per image for its dropout masks (reproducible
+            whatever the batching; the global generator is left untouched). Ignored in eval mode.
+    """
+    check_finite_input(x)
     generator = generator_of(model)
-    with paper_eval_mode(generator) if paper_test_mode else eval_mode(generator):
-        return generator(x)
+    if not paper_test_mode:
+        with eval_mode(generator):
+            return generator(x)
+    if seeds is not None and len(seeds) != len(x):
+        raise ValueError(f"seeds must give one seed per image: {len(seeds)} seeds for {len(x)} images")
+    outputs = []
+    with paper_eval_mode(generator):
+        for i in range(len(x)):
+            if seeds is None:
+                outputs.append(generator(x[i : i + 1]))
+                continue
+            with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+                torch.manual_seed(seeds[i])
+                outputs.append(generator(x[i : i + 1]))
+    return torch.cat(outputs)
 
 
 def compile_for_inference(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -81,10 +118,15 @@ def compile_for_inference(model: nn.Module) -> Callable[[torch.Tensor], torch.Te
     return run
 
 
+def blend_ramp(tile: int, overlap: int, device: torch.device | None = None) -> torch.Tensor:
+    """Weights along one side of a tile: rising linearly over ``overlap`` pixels from each border to 1."""
+    ramp = torch.arange(tile, device=device, dtype=torch.float32)
+    return torch.minimum(ramp + 1, tile - ramp).clamp(max=max(overlap, 1)) / max(overlap, 1)
+
+
 def blend_window(tile: int, overlap: int, device: torch.device | None = None) -> torch.Tensor:
     """A ``tile x tile`` weight that ramps linearly from the borders over ``overlap`` pixels."""
-    ramp = torch.arange(tile, device=device, dtype=torch.float32)
-    ramp = torch.minimum(ramp + 1, tile - ramp).clamp(max=max(overlap, 1)) / max(overlap, 1)
+    ramp = blend_ramp(tile, overlap, device)
     return ramp[:, None] * ramp[None, :]
 
 
@@ -95,6 +137,8 @@ def translate_tiled(
     tile: int = 1024,
     overlap: int = 128,
     batch_size: int = 4,
+    *,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Translate one large image (``1 x C x H x W``) in overlapping tiles, blended linearly.
 
@@ -103,22 +147,86 @@ def translate_tiled(
     ``tile x tile`` pixels. Neighbouring tiles overlap by ``overlap`` pixels and are blended with
     weights that ramp down towards each tile's border, so no seams show. Images no larger than a
     tile are translated in one pass.
+
+    Tiles are streamed: each is cut from ``image`` when its batch runs (the image is extended past
+    its right and bottom edges by reflection, or replication when it is small, by indexing, never
+    by copying it), and blended into a band one tile high; the band's finished rows are normalised
+    and written to the output. Memory beyond the input and output images is the tile batch and the band.
+
+    Args:
+        fn: translates a batch of tiles in [-1, 1] (float32).
+        image: ``1 x C x H x W``, float in [-1, 1], or ``uint8`` pixels (converted tile by tile).
+        tile: side of the square tiles.
+        overlap: pixels shared by neighbouring tiles, in ``[0, tile)``.
+        batch_size: tiles per call of ``fn``.
+        dtype: of the ``1 x C_out x H x W`` result: float (values in [-1, 1]), or ``torch.uint8``
+            for pixels, rounded as images are saved (a quarter of the memory).
     """
     if image.ndim != 4 or image.shape[0] != 1:
         raise ValueError(f"translate_tiled takes one image shaped (1, C, H, W); got {tuple(image.shape)}")
-    if not 0 <= overlap < tile:
-        raise ValueError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
-    _, channels, h, w = image.shape
+    if tile < 1 or not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile) and tile positive; got overlap={overlap}, tile={tile}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    _, _, h, w = image.shape
     if h <= tile and w <= tile:
-        return fn(image)
+        y = fn(_as_input(image))
+        out = torch.empty(y.shape, dtype=dtype, device=y.device)
+        _store(out, y)
+        return out
     stride = tile - overlap
     padded = [tile + math.ceil(max(side - tile, 0) / stride) * stride for side in (h, w)]
-    mode = "reflect" if max(padded[0] - h, padded[1] - w) < min(h, w) else "replicate"
-    x = F.pad(image, (0, padded[1] - w, 0, padded[0] - h), mode=mode)
-    tiles = rearrange(F.unfold(x, tile, stride=stride), "1 (c h w) n -> n c h w", c=channels, h=tile)
-    window = blend_window(tile, overlap, image.device)
-    out = torch.cat([fn(batch) * window for batch in tiles.split(batch_size)])
-    out_channels = out.shape[1]
-    summed = F.fold(rearrange(out, "n c h w -> 1 (c h w) n"), padded, tile, stride=stride)
-    weights = F.fold(repeat(window, "h w -> 1 (h w) n", n=out.shape[0]), padded, tile, stride=stride)
-    return (summed / weights)[..., :h, :w].reshape(1, out_channels, h, w)
+    reflect = max(padded[0] - h, padded[1] - w) < min(h, w)
+    rows, cols = (_extension(side, size, reflect, image.device) for side, size in zip((h, w), padded))
+    ramp = blend_ramp(tile, overlap, image.device)
+    window = ramp[:, None] * ramp[None, :]
+    starts = [range(0, size - tile + 1, stride) for size in padded]
+    # The blended weights are separable: their sum over tiles is (sum of row ramps) x (sum of column ramps).
+    row_sum, col_sum = (torch.zeros(size, device=image.device) for size in padded)
+    for sums, begins in zip((row_sum, col_sum), starts):
+        for begin in begins:
+            sums[begin : begin + tile] += ramp
+    band: torch.Tensor | None = None
+    out = torch.empty(0)
+    for k, y0 in enumerate(starts[0]):
+        positions = list(starts[1])
+        for first in range(0, len(positions), batch_size):
+            xs = positions[first : first + batch_size]
+            tiles = torch.stack([image[0][:, rows[y0 : y0 + tile]][:, :, cols[x0 : x0 + tile]] for x0 in xs])
+            y = fn(_as_input(tiles)).float() * window
+            if band is None:
+                band = torch.zeros(y.shape[1], tile, padded[1], device=y.device)
+                out = torch.empty(1, y.shape[1], h, w, dtype=dtype, device=y.device)
+            for x0, t in zip(xs, y):
+                band[:, :, x0 : x0 + tile] += t
+        last = k == len(starts[0]) - 1
+        done = tile if last else stride  # rows no later tile reaches
+        finished = min(y0 + done, h) - y0
+        if finished > 0:
+            weights = (row_sum[y0 : y0 + finished, None] * col_sum[None, :w]).to(band.device)
+            _store(out[..., y0 : y0 + finished, :], (band[:, :finished, :w] / weights)[None])
+        if not last:
+            band = torch.cat([band[:, stride:], torch.zeros_like(band[:, :stride])], 1)
+    return out
+
+
+def _as_input(x: torch.Tensor) -> torch.Tensor:
+    """Pixels (``uint8``) to float32 in [-1, 1], as images are read; float tensors unchanged."""
+    return x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x
+
+
+def _extension(size: int, padded: int, reflect: bool, device: torch.device) -> torch.Tensor:
+    """Indices of rows (or columns) ``0 .. padded-1`` of an image of ``size`` extended past its end."""
+    i = torch.arange(padded, device=device)
+    beyond = 2 * (size - 1) - i if reflect else torch.full_like(i, size - 1)
+    return torch.where(i < size, i, beyond)
+
+
+def _store(out: torch.Tensor, y: torch.Tensor) -> None:
+    """Copy ``y`` (float in [-1, 1]) into ``out``: as it is, or as ``uint8`` pixels rounded as images are saved."""
+    if out.shape != y.shape:
+        raise ValueError(f"out is shaped {tuple(out.shape)}; the translation is {tuple(y.shape)}")
+    if out.dtype == torch.uint8:
+        out.copy_(((y.clamp(-1, 1) + 1) * 127.5).round())
+    else:
+        out.copy_(y)

@@ -15,13 +15,14 @@ and every image it reads or writes through the functions here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
 import numpy as np
 import torch
@@ -135,6 +136,20 @@ def read_image(path: PathLike, channels: int) -> Image.Image:
     if channels not in CHANNEL_MODES:
         raise ValueError(f"images can have 1, 3 or 4 channels; the model asks for {channels}")
     path = Path(path)
+    with _opened(path) as image:
+        image.load()
+        return as_channels(image, channels, str(path))
+
+
+def image_size(path: PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header (with the checks of [read_image][imgtrans.io.read_image])."""
+    with _opened(Path(path)) as image:
+        return image.size
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` with the pixel limit of ``IMGTRANS_MAX_IMAGE_PIXELS``, its failures as one-line ``ValueError``s."""
     limit = _max_pixels()
     try:
         with warnings.catch_warnings():
@@ -142,8 +157,7 @@ def read_image(path: PathLike, channels: int) -> Image.Image:
             previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
             try:
                 with Image.open(path) as image:
-                    image.load()
-                    return as_channels(image, channels, str(path))
+                    yield image
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -233,6 +247,13 @@ def tensor_to_image(image: torch.Tensor, value_range: tuple[float, float] = (-1.
     if array.shape[-1] not in (1, 3, 4):
         raise ValueError(f"cannot save an image with {array.shape[-1]} channels; images have 1, 3 or 4")
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
+
+
+def save_pixels(pixels: torch.Tensor, path: PathLike) -> Path:
+    """Save ``C x H x W`` uint8 pixels atomically as PNG (no float copy: for the largest images)."""
+    array = pixels.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
+    return atomic_write(path, lambda temporary: picture.save(temporary, format="PNG"))
 
 
 def save_image(image: torch.Tensor, path: PathLike) -> Path:

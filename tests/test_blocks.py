@@ -85,3 +85,34 @@ def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, pa
     y2.backward(g)
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matmul_transposed_convolution_is_one_product_without_gradients(dtype):
+    # torch.matmul(W^T, X) with a batched X folds into one product only while autograd tracks W; for
+    # weights that need no gradient (frozen, or cast by autocast) it broadcasts W^T, and in bf16 it
+    # copied it once per image: two thirds of bf16 inference time. The layer must use one 2-D product.
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from imgtrans.blocks.transposed import MatmulConvTranspose2d
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    layer = MatmulConvTranspose2d(16, 8, 4, 2, 1).to(dtype).requires_grad_(False)
+    reference = nn.ConvTranspose2d(16, 8, 4, 2, 1).to(dtype)
+    reference.load_state_dict(layer.state_dict())
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(4, 16, 3, 5, dtype=dtype).contiguous(memory_format=memory_format)
+        with torch.no_grad(), Ops() as ops:
+            y = layer(x)
+        assert "aten.mm.default" in ops.names and "aten.bmm.default" not in ops.names, ops.names
+        tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+        with torch.no_grad():
+            torch.testing.assert_close(y.float(), reference(x).float(), rtol=tolerance, atol=tolerance)

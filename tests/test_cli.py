@@ -107,3 +107,57 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     grid = Image.open(tmp_path / "demo" / "before_after.png")
     assert grid.size == (4 * 36, 4 * 36)  # input | untrained | trained | target, 4 rows, 2 px borders
     assert len(list((tmp_path / "demo" / "translations").iterdir())) == 8
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data) -> Path:
+    out = tmp_path_factory.mktemp("trained") / "run"
+    assert main(train_args(data, out, "--max-steps", "1")) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1; got 0"),
+        (["--batch-size", "-3"], "--batch-size must be at least 1; got -3"),
+        (["--tile", "0"], "--tile must be a positive number of pixels; got 0"),
+        (["--tile", "-64"], "--tile must be a positive number of pixels"),
+        (["--overlap", "-1"], "--overlap must be at least 0 and below --tile (1024); got -1"),
+        (["--tile", "64", "--overlap", "64"], "--overlap must be at least 0 and below --tile (64); got 64"),
+    ],
+)
+def test_translate_refuses_nonsense_sizes_naming_the_flag(trained, tmp_path, flags, message, capsys):
+    assert main(["translate", str(trained), str(trained), "--out", str(tmp_path / "t"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "t").exists()
+
+
+def test_translate_refuses_nan_weights_instead_of_writing_black_images(trained, tmp_path, capsys):
+    import imgtrans
+
+    model = load_model(trained)
+    with torch.no_grad():
+        model.generator.decoder[2].conv.weight[0, 0, 0, 0] = float("inf")
+    imgtrans.save_pretrained(model, tmp_path / "broken")
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(image)
+    assert main(["translate", str(tmp_path / "broken"), str(image), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite values in 1 tensor(s) (generator.decoder.2.conv.weight)" in err  # refused at load
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
+
+
+def test_translate_refuses_to_tile_the_papers_mode(trained, tmp_path, capsys):
+    image = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((40, 200, 3), dtype=np.uint8)).save(image)
+    argv = ["translate", str(trained), str(image), "--out", str(tmp_path / "t"), "--tile", "96", "--overlap", "16"]
+    assert main(argv + ["--paper-test-mode"]) == 2
+    err = capsys.readouterr().err
+    assert "larger than --tile 96" in err and "its own statistics" in err and len(err.strip().splitlines()) == 1
+    assert main(argv) == 0
+    assert "translated 1 image(s)" in capsys.readouterr().out
+    assert main(["translate", str(trained), str(image), "--out", str(tmp_path / "p"), "--paper-test-mode"]) == 0
+    assert f"into {tmp_path / 'p'} (torch fp32, paper test mode)" in capsys.readouterr().out

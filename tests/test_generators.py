@@ -88,3 +88,14 @@ def test_wrong_channels_say_what_to_do(make):
 def test_num_downs_must_be_meaningful():
     with pytest.raises(ValueError, match="num_downs must be between 5 and 12; got"):
         UNetGenerator(num_downs=3)
+
+
+@pytest.mark.parametrize("size", [(5, 100), (45, 77), (64, 64), (130, 20), (1, 1), (300, 210)])
+@pytest.mark.parametrize("multiple, minimum", [(32, 0), (4, 8), (256, 0)])
+def test_padding_by_index_equals_f_pad(size, multiple, minimum):
+    # The export path computes the same padding (reflection, or replication for small images) as eager.
+    from imgtrans.blocks.pad import pad_by_index, pad_to_multiple
+
+    x = torch.randn(2, 3, *size)
+    padded, pad = pad_to_multiple(x, multiple, minimum)
+    assert torch.equal(pad_by_index(x, pad), padded)

@@ -119,7 +119,7 @@ def test_translate_eval_mode_is_deterministic_and_leaves_the_mode_alone():
     assert model.generator.training
 
 
-def test_paper_test_mode_uses_dropout_and_batch_statistics_without_touching_the_model():
+def test_paper_test_mode_uses_dropout_and_per_image_statistics_without_touching_the_model():
     model = imgtrans.build("pix2pix-facades", **SMALL)
     model.generator.eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -129,10 +129,11 @@ def test_paper_test_mode_uses_dropout_and_batch_statistics_without_touching_the_
     assert not model.generator.training
     for k, v in model.state_dict().items():  # running statistics untouched
         assert torch.equal(v, state[k]), k
-    # batch statistics: without dropout, the paper's mode equals a train-mode forward pass
+    # each image's own statistics: without dropout, the paper's mode equals a train-mode forward pass
+    # of each image alone (batch size 1 at test time, as in the paper)
     g = UNetGenerator(base_channels=4, dropout=0.0).eval()
     with torch.no_grad():
-        reference = copy.deepcopy(g).train()(x)
+        reference = torch.cat([copy.deepcopy(g).train()(x[i : i + 1]) for i in range(len(x))])
     paper = Pix2Pix(g, None).translate(x, paper_test_mode=True)
     torch.testing.assert_close(paper, reference)
     assert not torch.allclose(Pix2Pix(g, None).translate(x), reference)

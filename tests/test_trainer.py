@@ -13,7 +13,7 @@ from imgtrans.data import SyntheticFacades, write_ab_folder
 from imgtrans.factory import load as load_model
 from imgtrans.train import NonFiniteLossError, TrainConfig, Trainer
 from imgtrans.checkpoint import load_checkpoint
-from imgtrans.devices import native_cpu_bf16
+from imgtrans.devices import native_bf16
 from imgtrans.train.trainer import lr_factor
 
 from conftest import TINY_MODEL
@@ -226,7 +226,7 @@ def test_resume_needs_a_checkpoint_of_the_same_model(tmp_path):
 def test_bf16_autocast_on_cpu_trains(tmp_path):
     data = SyntheticFacades(4, 32, seed=0)
     settings = config(tmp_path / "run", load_size=None, crop_size=None, max_steps=2, amp="bf16")
-    if native_cpu_bf16():
+    if native_bf16():
         trainer = Trainer(settings, data, data)
     else:  # emulated bf16 is correct but very slow: the user is told
         with pytest.warns(UserWarning, match="no native bfloat16"):

@@ -16,14 +16,21 @@ from PIL.Image import DecompressionBombError
 from safetensors import SafetensorError
 
 # Modules of imgtrans.cli; each defines add_parser(subparsers) and sets `run` on its parser.
-COMMANDS: tuple[str, ...] = ("demo", "train", "translate", "eval", "models", "zoo", "convert", "data", "app")
+COMMANDS: tuple[str, ...] = ("demo", "train", "translate", "export", "eval", "models", "zoo", "convert", "data", "app")
 
 USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError, OSError, SafetensorError, DecompressionBombError)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command's sub-parser."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="imgtrans", description="Image-to-image translation with pix2pix (Isola et al., CVPR 2017)."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -34,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``imgtrans`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a flag argparse refuses (said in one line)
+        return exit_.code if isinstance(exit_.code, int) else 2
     try:
         return args.run(args) or 0
     except BrokenPipeError:  # the reader went away (`imgtrans zoo list | head`): stop quietly, as shell tools do

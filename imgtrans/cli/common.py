@@ -19,10 +19,13 @@ import torch
 from imgtrans.devices import resolve_device
 from imgtrans.factory import load
 from imgtrans.inference import generator_of
-from imgtrans.io import CHANNEL_MODES, IMAGE_EXTENSIONS, image_files
+from imgtrans.io import CHANNEL_MODES, IMAGE_EXTENSIONS, image_files, image_to_tensor, read_image
 
 NONE = type("ExplicitNone", (), {"__repr__": lambda self: "none"})()
 """What a flag given as ``none`` parses to, told apart from a flag not given (``None``)."""
+
+CALIBRATION_IMAGES = 32
+"""The first images (sorted) of ``--calibration`` that set int8 ranges."""
 
 MODEL_HELP = "a published model's name, a saved model folder, a training run folder or a checkpoint file"
 
@@ -68,6 +71,15 @@ def input_files(inputs: list[str]) -> list[Path]:
         else:
             raise FileNotFoundError(f"no such file or folder: {path}")
     return files
+
+
+def load_input(path: Path, channels: int, split: str | None) -> torch.Tensor:
+    """One image as a ``1 x C x H x W`` tensor in [-1, 1], optionally the ``"left"`` or ``"right"`` half of an AB file."""
+    image = read_image(path, channels)
+    if split is not None:
+        w, h = image.size
+        image = image.crop((0, 0, w // 2, h) if split == "left" else (w // 2, 0, 2 * (w // 2), h))
+    return image_to_tensor(image, channels).unsqueeze(0)
 
 
 def count(low: int) -> Any:

@@ -124,8 +124,8 @@ class Pix2Pix(nn.Module):
         """Translate a batch of images in [-1, 1], without gradients.
 
         By default in eval mode (no dropout, BatchNorm running statistics). With
-        ``paper_test_mode=True`` as the paper does at test time: dropout on and the batch's
-        own statistics (the model's state is left unchanged either way).
+        ``paper_test_mode=True`` as the paper does at test time: dropout on and each image's
+        own statistics, one image at a time (the model's state is left unchanged either way).
         """
         return inference.translate(self.generator, x, paper_test_mode=paper_test_mode)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 from imgtrans.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
 from imgtrans.config import ModelConfig
 from imgtrans.data.paired import PairedImageDataset
-from imgtrans.devices import native_cpu_bf16, resolve_device
+from imgtrans.devices import native_bf16, resolve_device
 from imgtrans.factory import build, save_pretrained
 from imgtrans.io import atomic_write, save_image
 from imgtrans.models.pix2pix import Pix2Pix
@@ -140,7 +141,7 @@ class Trainer:
             )
         if config.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("this GPU does not support bfloat16; use amp='fp16'")
-        if config.amp == "bf16" and self.device.type == "cpu" and not native_cpu_bf16():
+        if config.amp == "bf16" and self.device.type == "cpu" and not native_bf16("cpu"):
             warnings.warn(
                 "this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX): bf16 autocast runs in a slow "
                 "emulation here, hundreds of times slower than fp32; use amp='fp32' on this machine",
@@ -608,7 +609,11 @@ def stop_requests() -> Iterator[threading.Event]:
         yield event
         return
 
+    owner = os.getpid()
+
     def handler(signum: int, frame) -> None:
+        if os.getpid() != owner:  # a loading process forked before it could ignore Ctrl-C: the trainer speaks
+            return
         if event.is_set():
             raise KeyboardInterrupt
         event.set()
