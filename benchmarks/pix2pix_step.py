@@ -31,7 +31,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from pathlib import Path
 
 from imgtrans.data import SyntheticFacades
-from imgtrans.inference import compile_for_inference, translate
+from imgtrans.fusion import compile_for_inference
+from imgtrans.inference import translate
 from imgtrans.train import TrainConfig, Trainer
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "facades" / "train"

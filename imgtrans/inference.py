@@ -100,24 +100,6 @@ def translate(
     return torch.cat(outputs)
 
 
-def compile_for_inference(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A compiled eval-mode translator: ``torch.compile`` with inductor's weight freezing.
-
-    Freezing treats the weights as constants, so BatchNorm is folded into the convolutions and
-    oneDNN weights are packed once instead of on every call; on 2 CPU cores this made a U-Net 256
-    about 1.4 times faster. The first call for each new input shape compiles (tens of seconds
-    on a CPU), so it pays off for many images of one size. The model must not change afterwards.
-    """
-    generator = generator_of(model).eval()
-    compiled = torch.compile(generator)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), torch._inductor.config.patch(freezing=True):
-            return compiled(x)
-
-    return run
-
-
 def blend_ramp(tile: int, overlap: int, device: torch.device | None = None) -> torch.Tensor:
     """Weights along one side of a tile: rising linearly over ``overlap`` pixels from each border to 1."""
     ramp = torch.arange(tile, device=device, dtype=torch.float32)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from imgtrans.devices import INSTRUCTION_FLAGS, cpu_flags, instruction_set, native_bf16  # noqa: F401 (re-exported)
-from imgtrans.inference import check_finite_input, compile_for_inference, generator_of, translate
+from imgtrans.inference import check_finite_input, generator_of, translate
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 PRECISIONS: dict[str, tuple[str, ...]] = {"torch": ("fp32", "bf16"), "onnxruntime": ("fp32", "int8")}
@@ -179,7 +179,11 @@ class TorchTranslator(Translator):
             self.channels_last = self.device.type == "cpu"
             memory_format = torch.channels_last if self.channels_last else torch.preserve_format
             self.model = inference_copy(model).to(self.device, torch.bfloat16, memory_format=memory_format)
-        self.compiled = compile_for_inference(self.model) if compile else None
+        self.compiled = None
+        if compile:
+            from imgtrans.fusion import compile_for_inference
+
+            self.compiled = compile_for_inference(self.model)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The translation of ``x`` (float32 on the CPU)."""

@@ -87,32 +87,65 @@ def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, pa
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
 
 
+class _Ops:
+    """The ATen operators dispatched inside the ``with`` block (``.names``; with their arguments, ``.calls``)."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        names, calls = self.names, self.calls = [], []
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                names.append(str(func))
+                calls.append((str(func), args))
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_matmul_transposed_convolution_is_one_product_without_gradients(dtype):
+def test_matmul_transposed_convolution_is_one_product_for_weights_without_gradients(dtype):
     # torch.matmul(W^T, X) with a batched X folds into one product only while autograd tracks W; for
     # weights that need no gradient (frozen, or cast by autocast) it broadcasts W^T, and in bf16 it
     # copied it once per image: two thirds of bf16 inference time. The layer must use one 2-D product.
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from imgtrans.blocks.transposed import MatmulConvTranspose2d
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(str(func))
-            return func(*args, **(kwargs or {}))
 
     layer = MatmulConvTranspose2d(16, 8, 4, 2, 1).to(dtype).requires_grad_(False)
     reference = nn.ConvTranspose2d(16, 8, 4, 2, 1).to(dtype)
     reference.load_state_dict(layer.state_dict())
     for memory_format in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(4, 16, 3, 5, dtype=dtype).contiguous(memory_format=memory_format)
-        with torch.no_grad(), Ops() as ops:
+        x = torch.randn(4, 16, 3, 5, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_(True)
+        with _Ops() as ops:
             y = layer(x)
         assert "aten.mm.default" in ops.names and "aten.bmm.default" not in ops.names, ops.names
         tolerance = 1e-5 if dtype == torch.float32 else 2e-2
         with torch.no_grad():
             torch.testing.assert_close(y.float(), reference(x).float(), rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("out_channels, transposed", [(16, True), (3, False)])
+def test_transposed_convolution_in_inference_is_onednns(dtype, out_channels, transposed):
+    # Without autograd oneDNN's convolution is faster at every size (U-Net 256, batch 8: 322 -> 279 ms), so
+    # inference and torch.compile's frozen graphs never take the matmul path; with few output channels
+    # (the last layer's 3) the four output phases run as one ordinary convolution (20 -> 8.5 ms).
+    from imgtrans.blocks.transposed import MatmulConvTranspose2d
+
+    layer = MatmulConvTranspose2d(16, out_channels, 4, 2, 1).to(dtype)
+    x = torch.randn(4, 16, 3, 5, dtype=dtype)
+    with torch.no_grad(), _Ops() as ops:
+        y = layer(x)
+    convolutions = [args[6] for name, args in ops.calls if name == "aten.convolution.default"]
+    assert "aten.mm.default" not in ops.names and convolutions == [transposed], ops.names
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    with torch.no_grad():
+        torch.testing.assert_close(y, nn.ConvTranspose2d.forward(layer, x), rtol=tolerance, atol=tolerance)
+    with _Ops() as ops:  # autograd on: the matmul path, as in training
+        layer(x)
+    assert "aten.mm.default" in ops.names, ops.names

@@ -51,18 +51,34 @@ class SubpixelConvTranspose2d(nn.Module):
                 "SubpixelConvTranspose2d computes 4x4 transposed convolutions with stride 2, padding 1, no groups, "
                 f"dilation or output padding; got {conv}"
             )
-        w = conv.weight.detach()  # in x out x 4 x 4
-        phases = [w[:, :, TAPS[a]][:, :, :, TAPS[b]].transpose(0, 1) for a in (0, 1) for b in (0, 1)]
         bias = None if conv.bias is None else conv.bias.detach().clone()
-        return cls(torch.cat(phases).contiguous(), bias)
+        return cls(phase_weight(conv.weight.detach()), bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``N x in x H x W`` to ``N x out x 2H x 2W``, as the transposed convolution it was made from."""
-        n, _, h, w = x.shape
-        z = F.conv2d(F.pad(x, (1, 1, 1, 1)), self.weight, self.bias)  # N x (2 2 out) x (H+1) x (W+1)
-        z = z.reshape(n, 2, 2, self.out_channels, h + 1, w + 1)
-        rows = [torch.stack([z[:, a, b, :, a : a + h, b : b + w] for b in (0, 1)], -1) for a in (0, 1)]
-        return torch.stack(rows, 3).reshape(n, self.out_channels, 2 * h, 2 * w)  # N out H 2 W 2 -> N out 2H 2W
+        return subpixel_forward(x, self.weight, self.bias, self.out_channels)
+
+
+def phase_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The ``4 out x in x 2 x 2`` filters of the four phases, from the ``in x out x 4 x 4`` transposed ones."""
+    phases = [weight[:, :, TAPS[a]][:, :, :, TAPS[b]].transpose(0, 1) for a in (0, 1) for b in (0, 1)]
+    return torch.cat(phases).contiguous()
+
+
+def subpixel_forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, out_channels: int
+) -> torch.Tensor:
+    """The four output phases of ``x`` (``N x in x H x W``) by ``weight``, interleaved: ``N x out x 2H x 2W``.
+
+    ``weight`` as [phase_weight][imgtrans.blocks.subpixel.phase_weight] gives it.
+    ``bias`` holds one value per phase and channel (``4 out``). The convolution's own zero padding,
+    not a padded copy of ``x``: the input is the largest tensor of the layer.
+    """
+    n, _, h, w = x.shape
+    z = F.conv2d(x, weight, bias, padding=1)  # N x (2 2 out) x (H+1) x (W+1)
+    z = z.reshape(n, 2, 2, out_channels, h + 1, w + 1)
+    rows = [torch.stack([z[:, a, b, :, a : a + h, b : b + w] for b in (0, 1)], -1) for a in (0, 1)]
+    return torch.stack(rows, 3).reshape(n, out_channels, 2 * h, 2 * w)  # N out H 2 W 2 -> N out 2H 2W
 
 
 def supports(conv: nn.Module) -> bool:
