@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from imgtrans.devices import INSTRUCTION_FLAGS, cpu_flags, instruction_set, native_bf16  # noqa: F401 (re-exported)
+from imgtrans.fusion import compile_for_inference, inference_copy
 from imgtrans.inference import check_finite_input, generator_of, translate
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -172,18 +173,12 @@ class TorchTranslator(Translator):
                     f"this {self.device.type.upper()} has no native bfloat16 arithmetic ({instruction_set()}); bf16 "
                     "would be emulated and many times slower. Use precision fp32, or the onnxruntime backend in int8"
                 )
-            from imgtrans.fusion import inference_copy
-
             # Folded, converted and laid out once: under autocast, every call re-cast the weights and
             # kept BatchNorm in float32, and NCHW bf16 convolutions reorder their inputs on each call.
             self.channels_last = self.device.type == "cpu"
             memory_format = torch.channels_last if self.channels_last else torch.preserve_format
             self.model = inference_copy(model).to(self.device, torch.bfloat16, memory_format=memory_format)
-        self.compiled = None
-        if compile:
-            from imgtrans.fusion import compile_for_inference
-
-            self.compiled = compile_for_inference(self.model)
+        self.compiled = compile_for_inference(self.model) if compile else None
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """The translation of ``x`` (float32 on the CPU)."""

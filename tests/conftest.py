@@ -1,4 +1,4 @@
-"""Shared fixtures: the ``../shared`` reference folder and deterministic seeding."""
+"""Shared fixtures: the ``../shared`` reference folder, deterministic seeding, a tiny facades model."""
 
 from __future__ import annotations
 
@@ -30,3 +30,12 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def tiny_facades():
+    """``pix2pix-facades`` at ``TINY_MODEL`` size, seed 0, in eval mode (one per test module)."""
+    import imgtrans
+
+    torch.manual_seed(0)
+    return imgtrans.build("pix2pix-facades", **TINY_MODEL).eval()

@@ -11,7 +11,6 @@ from io import BytesIO
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import imgtrans
@@ -23,13 +22,12 @@ from imgtrans.inference import translate
 
 from zoo_fixtures import hub_settings
 
-from conftest import TINY_MODEL, shared_path
+from conftest import shared_path
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return imgtrans.build("pix2pix-facades", **TINY_MODEL).eval()
+def model(tiny_facades):
+    return tiny_facades
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,16 @@ import shutil
 import tempfile
 import threading
 from io import BytesIO
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import imgtrans
 from imgtrans.app import FACADES, make_server
 from imgtrans.io import image_to_tensor as to_tensor
 from imgtrans.inference import translate
 
-from conftest import SHARED, TINY_MODEL
+from conftest import SHARED
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -49,9 +46,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return imgtrans.build("pix2pix-facades", **TINY_MODEL).eval()
+def model(tiny_facades):
+    return tiny_facades
 
 
 @pytest.fixture(scope="module")
