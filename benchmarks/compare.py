@@ -41,7 +41,7 @@ WRAPPER = (
     "import json, resource, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
     "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))"
 )
-# The same, with glibc told to keep freed memory (imgtrans.runtime.keep_freed_memory), for --textbook-malloc.
+# The same, with glibc told to keep freed memory (imgtrans.deploy.translators.keep_freed_memory), for --textbook-malloc.
 WRAPPER_MALLOC = (
     "import ctypes; libc = ctypes.CDLL('libc.so.6'); libc.mallopt(-3, 1 << 30); libc.mallopt(-1, (1 << 31) - 1); "
     + WRAPPER
@@ -122,7 +122,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--amp", default="fp32", help="imgtrans's mixed precision (the textbook is always fp32)")
     p.add_argument("--compile", action="store_true", help="imgtrans inference compiled with frozen weights")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], help="imgtrans inference through imgtrans.runtime")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], help="imgtrans inference through imgtrans.deploy.translators")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32", help="with --backend")
     p.add_argument("--textbook", default=str(TEXTBOOK))
     p.add_argument("--textbook-malloc", action="store_true",

@@ -8,7 +8,7 @@
         --onnx-cache /tmp/imgtrans-onnx
 
 Inference with ``--backend``/``--precision`` runs the translator ``imgtrans translate`` runs
-(imgtrans.runtime, NaN checks included, glibc's allocator told to keep freed memory as
+(imgtrans.deploy.translators, NaN checks included, glibc's allocator told to keep freed memory as
 ``imgtrans translate`` tells it); onnxruntime files are exported (int8: calibrated on the
 first 32 label maps of ../shared/data/facades/train) into ``--onnx-cache`` once, outside the timing.
 
@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pathlib import Path
 
 from imgtrans.data import SyntheticFacades
-from imgtrans.fusion import compile_for_inference
+from imgtrans.deploy.fusion import compile_for_inference
 from imgtrans.inference import translate
 from imgtrans.train import TrainConfig, Trainer
 
@@ -48,7 +48,7 @@ def main() -> None:
     p.add_argument("--amp", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--compile", action="store_true", help="infer: torch.compile with frozen weights")
     p.add_argument("--device", default="auto")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], help="infer: run imgtrans.runtime's translator")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], help="infer: run imgtrans.deploy.translators's translator")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32")
     p.add_argument("--onnx-cache", default="/tmp/imgtrans-onnx", help="folder for the exported ONNX files")
     p.add_argument("--calibration", default=str(CALIBRATION), help="int8: AB images whose right half (labels) calibrate")
@@ -104,22 +104,22 @@ def main() -> None:
 
 
 def cpu() -> str:
-    """The CPU's instruction set as imgtrans.runtime reports it (absent from older checkouts)."""
+    """The CPU's instruction set as imgtrans.deploy.translators reports it (absent from older checkouts)."""
     try:
-        from imgtrans.runtime import instruction_set
+        from imgtrans.deploy.translators import instruction_set
     except ImportError:
         return torch.backends.cpu.get_cpu_capability()
     return instruction_set()
 
 
 def make_translator(model, a):
-    """imgtrans.runtime's translator for --backend/--precision; ONNX files exported once into --onnx-cache."""
+    """imgtrans.deploy.translators's translator for --backend/--precision; ONNX files exported once into --onnx-cache."""
     from PIL import Image
 
     from imgtrans.io import image_to_tensor
-    from imgtrans.export import export_onnx
-    from imgtrans.quantization import quantize_onnx
-    from imgtrans.runtime import OnnxTranslator, TorchTranslator, keep_freed_memory
+    from imgtrans.deploy.onnx import export_onnx
+    from imgtrans.deploy.int8 import quantize_onnx
+    from imgtrans.deploy.translators import OnnxTranslator, TorchTranslator, keep_freed_memory
 
     keep_freed_memory()  # as imgtrans translate does
     if a.backend == "torch":

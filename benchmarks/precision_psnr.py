@@ -28,9 +28,9 @@ from PIL import Image
 
 from imgtrans.data.paired import PairedImageDataset
 from imgtrans.io import image_to_tensor
-from imgtrans.factory import load as load_model
+from imgtrans.store.factory import load as load_model
 from imgtrans.metrics import image_scores
-from imgtrans.runtime import TorchTranslator, instruction_set, native_bf16, onnx_translator
+from imgtrans.deploy.translators import TorchTranslator, instruction_set, native_bf16, onnx_translator
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "facades" / "train"
 

@@ -18,7 +18,7 @@ import torch
 
 from imgtrans.data import PairedImageDataset
 from imgtrans.inference import translate
-from imgtrans.factory import load as load_model
+from imgtrans.store.factory import load as load_model
 from imgtrans.metrics import draw_lab_histograms
 from imgtrans.io import save_image
 from imgtrans.train.samples import image_grid

@@ -5,7 +5,7 @@ A leaf module, as timm's ``_registry``: it imports nothing from imgtrans and bui
 the translation direction the configuration is meant for (when it has one) and, for the models
 whose weights were published, a [Published][imgtrans.registry.Published] record written next to
 the registration (see `imgtrans/models/pix2pix.py`). Building, validating and loading live in
-[imgtrans.config][] and [imgtrans.factory][].
+[imgtrans.store.config][] and [imgtrans.store.factory][].
 
 A target may declare two things about its arguments, as class (or function) attributes:
 

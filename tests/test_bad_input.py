@@ -17,11 +17,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import imgtrans
-from imgtrans.checkpoint import load_checkpoint
+from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.cli import main
-from imgtrans.config import ModelConfig
+from imgtrans.store.config import ModelConfig
 from imgtrans.data import PairedImageDataset, SyntheticFacades, write_ab_folder
-from imgtrans.factory import from_pretrained, load, save_pretrained
+from imgtrans.store.factory import from_pretrained, load, save_pretrained
 from imgtrans.io import image_to_tensor, read_image
 
 from conftest import TINY_MODEL

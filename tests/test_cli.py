@@ -8,7 +8,7 @@ from PIL import Image
 
 from imgtrans.cli import main
 from imgtrans.data import SyntheticFacades, write_ab_folder
-from imgtrans.factory import load as load_model
+from imgtrans.store.factory import load as load_model
 
 from conftest import TINY_MODEL
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from imgtrans import datasets
+from imgtrans.data import downloads as datasets
 from imgtrans.cli import build_parser, main
 from imgtrans.data import PairedImageDataset, SyntheticFacades, write_ab_folder
-from imgtrans.datasets import (
+from imgtrans.data.downloads import (
     MARKER,
     UnsafeArchiveError,
     dataset_dir,
@@ -186,7 +186,7 @@ def test_the_cli_refuses_a_malicious_archive_in_one_line(served, capsys):
 
 KILLER = """
 import os, signal, sys, tarfile
-from imgtrans.datasets import download_dataset
+from imgtrans.data.downloads import download_dataset
 
 written = 0
 original = tarfile.TarFile.makefile

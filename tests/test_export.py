@@ -10,9 +10,9 @@ from torch import nn
 
 import imgtrans
 from imgtrans.cli import main
-from imgtrans.export import ExportError, check_exportable, compare_with_pytorch, export_program, read_metadata
+from imgtrans.deploy.onnx import ExportError, check_exportable, compare_with_pytorch, export_program, read_metadata
 from imgtrans.inference import translate
-from imgtrans.runtime import OnnxTranslator, TorchTranslator, native_bf16, onnx_translator
+from imgtrans.deploy.translators import OnnxTranslator, TorchTranslator, native_bf16, onnx_translator
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -76,7 +76,7 @@ def calibration() -> list[torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def int8(tmp_path_factory, calibration):
-    from imgtrans.quantization import quantize_onnx
+    from imgtrans.deploy.int8 import quantize_onnx
 
     model = small_model()
     path = tmp_path_factory.mktemp("int8") / "small.int8.onnx"
@@ -162,7 +162,7 @@ def test_subpixel_transposed_convolution_is_the_same_function():
 
 
 def test_folded_copy_computes_eval_mode():
-    from imgtrans.fusion import inference_copy
+    from imgtrans.deploy.fusion import inference_copy
 
     model = unet256_model()
     x = torch.rand(2, 3, 100, 140) * 2 - 1
@@ -192,7 +192,7 @@ def test_int8_is_calibrated_checked_and_labelled(int8, calibration):
 
 
 def test_int8_is_refused_when_it_would_differ_visibly(calibration, tmp_path):
-    from imgtrans.quantization import quantize_onnx
+    from imgtrans.deploy.int8 import quantize_onnx
 
     # A bar no quantisation reaches stands for a model whose int8 output would differ visibly.
     with pytest.raises(ExportError, match=r"dB PSNR from float32 on the calibration images, below 1000 dB"):
@@ -239,7 +239,7 @@ def test_bf16_runs_where_native_and_is_refused_elsewhere(monkeypatch):
         assert psnr(translator(x), translate(model, x)) >= 30
     with pytest.raises(ValueError, match="cannot run the paper's test mode"):
         TorchTranslator(model, "bf16", paper_test_mode=True)
-    monkeypatch.setattr("imgtrans.runtime.native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr("imgtrans.deploy.translators.native_bf16", lambda device="cpu": False)
     with pytest.raises(ValueError, match="no native bfloat16 arithmetic"):
         TorchTranslator(model, "bf16")
 
@@ -247,7 +247,7 @@ def test_bf16_runs_where_native_and_is_refused_elsewhere(monkeypatch):
 def test_glibc_keeps_freed_memory_when_asked():
     import platform
 
-    from imgtrans.runtime import keep_freed_memory
+    from imgtrans.deploy.translators import keep_freed_memory
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("keep_freed_memory tunes glibc's allocator; this is not glibc")

@@ -206,9 +206,9 @@ def test_eval_fid_errors_are_one_line(trained, tmp_path, monkeypatch, capsys):
 
 
 def test_eval_shows_a_progress_bar(trained, tmp_path, capsys):
-    from imgtrans.evaluation import evaluate_model
+    from imgtrans.metrics.scoring import evaluate_model
     from imgtrans.data import PairedImageDataset
-    from imgtrans.factory import load as load_model
+    from imgtrans.store.factory import load as load_model
 
     run, data = trained
     dataset = PairedImageDataset(data, "BtoA", load_size=None, crop_size=None, train=False)

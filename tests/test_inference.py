@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import imgtrans
-from imgtrans.fusion import compile_for_inference
+from imgtrans.deploy.fusion import compile_for_inference
 from imgtrans.inference import blend_window, translate, translate_tiled
 
 
@@ -81,7 +81,7 @@ def test_paper_mode_gives_each_image_what_it_gets_alone():
 
 def test_paper_mode_evaluation_does_not_depend_on_the_batch_size(tmp_path):
     from imgtrans.data import SyntheticFacades
-    from imgtrans.evaluation import evaluate_model
+    from imgtrans.metrics.scoring import evaluate_model
 
     g, data = tiny_generator(), SyntheticFacades(4, 32, seed=3)
     scores = [
@@ -103,7 +103,7 @@ def test_non_finite_inputs_are_refused_naming_the_image():
 
 
 def test_weights_that_cannot_give_an_image_are_refused():
-    from imgtrans.runtime import TorchTranslator
+    from imgtrans.deploy.translators import TorchTranslator
 
     g = tiny_generator()
     g.encoder[1].conv.weight.data[0, 0, 0, 0] = float("nan")
@@ -120,7 +120,7 @@ def test_weights_that_cannot_give_an_image_are_refused():
 
 
 def test_non_finite_outputs_are_an_error_not_a_black_image():
-    from imgtrans.runtime import NonFiniteOutputError, TorchTranslator
+    from imgtrans.deploy.translators import NonFiniteOutputError, TorchTranslator
 
     g = tiny_generator()
     with torch.no_grad():

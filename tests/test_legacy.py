@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from imgtrans.factory import load as load_model
+from imgtrans.store.factory import load as load_model
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0_1_0"
 

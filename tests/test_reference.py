@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 import imgtrans
-from imgtrans.reference import ARCHS, convert_reference, load_reference, read_reference, reference_arguments
+from imgtrans.store.reference import ARCHS, convert_reference, load_reference, read_reference, reference_arguments
 
 from conftest import SHARED, shared_path
 

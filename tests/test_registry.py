@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import imgtrans
-from imgtrans.config import ModelConfig
+from imgtrans.store.config import ModelConfig
 from imgtrans.registry import entry
 
 PARTS = {

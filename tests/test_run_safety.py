@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from imgtrans.checkpoint import load_checkpoint
+from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.cli import main
 from imgtrans.data import SyntheticFacades, write_ab_folder
 from imgtrans.train import NonFiniteLossError, TrainConfig, Trainer
@@ -153,7 +153,7 @@ def test_unfinished_files_of_dead_writers_are_removed_and_live_ones_kept(tmp_pat
 # ------------------------------------------------------------------------- full and read-only disks
 FAULTY_DISK = """
 import errno, os, sys
-import imgtrans.checkpoint, imgtrans.weights
+import imgtrans.store.checkpoint, imgtrans.store.weights
 from imgtrans.cli import main
 code = getattr(errno, sys.argv[1])
 
@@ -202,9 +202,9 @@ def test_a_run_restarted_before_its_first_checkpoint_logs_each_step_once(tmp_pat
 # -------------------------------------------------------------------------------- SIGKILL, resume
 KILL_MID_CHECKPOINT = """
 import os, signal, sys
-import imgtrans.checkpoint
+import imgtrans.store.checkpoint
 from imgtrans.cli import main
-save = imgtrans.checkpoint.save_file
+save = imgtrans.store.checkpoint.save_file
 calls = 0
 
 def save_then_die(tensors, path, metadata=None):
@@ -214,7 +214,7 @@ def save_then_die(tensors, path, metadata=None):
     if calls == int(os.environ["KILL_AT_SAVE"]):
         os.kill(os.getpid(), signal.SIGKILL)
 
-imgtrans.checkpoint.save_file = save_then_die
+imgtrans.store.checkpoint.save_file = save_then_die
 sys.exit(main(sys.argv[1:]))
 """
 

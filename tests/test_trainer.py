@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from imgtrans.data import SyntheticFacades, write_ab_folder
-from imgtrans.factory import load as load_model
+from imgtrans.store.factory import load as load_model
 from imgtrans.train import NonFiniteLossError, TrainConfig, Trainer
-from imgtrans.checkpoint import load_checkpoint
+from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.devices import native_bf16
 from imgtrans.train.trainer import lr_factor
 
@@ -189,7 +189,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("imgtrans.checkpoint.save_file", disk_full)
+    monkeypatch.setattr("imgtrans.store.checkpoint.save_file", disk_full)
     with pytest.raises(OSError, match="No space left"):
         trainer.save()
     assert trainer.checkpoint_path.read_bytes() == good

@@ -13,7 +13,7 @@ from imgtrans.metrics import l1_error
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train import validation as validation_module
 from imgtrans.train.validation import Best, Validator
-from imgtrans.factory import from_pretrained
+from imgtrans.store.factory import from_pretrained
 
 from conftest import TINY_MODEL
 

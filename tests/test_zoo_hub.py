@@ -10,10 +10,10 @@ import torch
 
 import imgtrans
 from imgtrans.cli import main
-from imgtrans.factory import from_pretrained, save_pretrained
+from imgtrans.store.factory import from_pretrained, save_pretrained
 from imgtrans.hub import DownloadError
 from imgtrans.registry import Published
-from imgtrans.weights import CorruptWeightsError
+from imgtrans.store.weights import CorruptWeightsError
 
 from zoo_fixtures import closed_port, hub_server, hub_settings, publish, silent_port, zoo_env  # noqa: F401
 

@@ -10,11 +10,11 @@ from safetensors.torch import save_file
 
 import imgtrans
 from imgtrans.models.pix2pix import pix2pix
-from imgtrans.factory import from_pretrained, push_to_hub, save_pretrained
-from imgtrans.reference import load_reference
+from imgtrans.store.factory import from_pretrained, push_to_hub, save_pretrained
+from imgtrans.store.reference import load_reference
 from imgtrans.registry import entry
-from imgtrans.weights import CorruptWeightsError
-from imgtrans.zoo import published
+from imgtrans.store.weights import CorruptWeightsError
+from imgtrans.store.zoo import published
 
 from conftest import shared_path
 from zoo_fixtures import hub_server, hub_settings, zoo_env  # noqa: F401  (fixtures)

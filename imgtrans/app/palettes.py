@@ -145,7 +145,7 @@ def example_image(palette: Palette, size: int = 256) -> tuple[Image.Image, str]:
     blank sheet; a blank sheet for the free palette.
     """
     from imgtrans.io import image_files
-    from imgtrans.datasets import dataset_dir, is_downloaded
+    from imgtrans.data.downloads import dataset_dir, is_downloaded
 
     candidates = {"facades": [("facades", "test", "right")], "edges": [("edges2shoes", "val", "left"),
                                                                       ("edges2handbags", "val", "left")]}  # fmt: skip

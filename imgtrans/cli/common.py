@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from imgtrans.devices import resolve_device
-from imgtrans.factory import load
+from imgtrans.store.factory import load
 from imgtrans.inference import generator_of
 from imgtrans.io import CHANNEL_MODES, IMAGE_EXTENSIONS, image_files, image_to_tensor, read_image
 

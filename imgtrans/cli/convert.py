@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from imgtrans.factory import save_pretrained
+from imgtrans.store.factory import save_pretrained
 from imgtrans.models.parts import REFERENCE_ARCHS
-from imgtrans.reference import load_reference
+from imgtrans.store.reference import load_reference
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imgtrans.datasets import DATASETS, dataset_dir, datasets_dir, download_dataset, is_downloaded, splits_of
+from imgtrans.data.downloads import DATASETS, dataset_dir, datasets_dir, download_dataset, is_downloaded, splits_of
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -9,8 +9,8 @@ from torch.utils.data import Subset
 
 from imgtrans.cli.common import MODEL_HELP, count, load_model, model_channels, model_direction
 from imgtrans.data import PairedImageDataset
-from imgtrans.datasets import resolve_data
-from imgtrans.evaluation import MODES, evaluate_model
+from imgtrans.data.downloads import resolve_data
+from imgtrans.metrics.scoring import MODES, evaluate_model
 from imgtrans.metrics import format_summary
 
 

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, model_channels
-from imgtrans.datasets import resolve_data
-from imgtrans.export import VERIFY_SHAPES, export_onnx
-from imgtrans.factory import load
+from imgtrans.data.downloads import resolve_data
+from imgtrans.deploy.onnx import VERIFY_SHAPES, export_onnx
+from imgtrans.store.factory import load
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "the U-Net's multiple and the crop back are inside the graph) and its metadata: model, direction, "
         "channels, input range. The file is run with onnxruntime and compared with PyTorch before it is kept "
         f"(inputs {', '.join('x'.join(map(str, s)) for s in VERIFY_SHAPES)}, max abs error 1e-4). "
-        "torch.export programs are offered in Python only (imgtrans.export.export_program): their files unpickle.",
+        "torch.export programs are offered in Python only (imgtrans.deploy.onnx.export_program): their files unpickle.",
     )
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--out", required=True, help="the .onnx file to write")
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.model)
     direction = args.direction or model.config.direction
     if args.precision == "int8":
-        from imgtrans.quantization import quantize_onnx
+        from imgtrans.deploy.int8 import quantize_onnx
 
         channels = model_channels(model)[0]
         files = input_files([str(resolve_data(args.calibration))])[:CALIBRATION_IMAGES]

@@ -1,6 +1,6 @@
 """``imgtrans train``: train a registered pix2pix configuration on a folder of paired images.
 
-Every flag is a field of [TrainConfig][imgtrans.train.config.TrainConfig] with the same name and
+Every flag is a field of [TrainConfig][imgtrans.train.settings.TrainConfig] with the same name and
 meaning, generated from it.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from imgtrans.checkpoint import load_checkpoint
+from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.cli.common import add_settings_flags, given_settings
-from imgtrans.datasets import resolve_data
+from imgtrans.data.downloads import resolve_data
 from imgtrans.registry import did_you_mean, list_models
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train.validation import format_validation_summary

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, load_model, model_channels, model_direction
-from imgtrans.datasets import resolve_data
-from imgtrans.factory import load
+from imgtrans.data.downloads import resolve_data
+from imgtrans.store.factory import load
 from imgtrans.inference import translate_tiled
 from imgtrans.io import CHANNEL_MODES, image_to_tensor, read_image, save_image, save_pixels
 from imgtrans.io import image_size as image_size_of
-from imgtrans.runtime import (
+from imgtrans.deploy.translators import (
     BACKENDS,
     OnnxTranslator,
     TorchTranslator,
@@ -80,7 +80,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def make_translator(args: argparse.Namespace) -> Translator:
-    """The translator the flags ask for (see [imgtrans.runtime][])."""
+    """The translator the flags ask for (see [imgtrans.deploy.translators][])."""
     if str(args.model).endswith(".onnx"):
         if args.backend != "onnxruntime":
             raise ValueError(f"{args.model} is an ONNX file: add --backend onnxruntime")

@@ -39,4 +39,4 @@ REFERENCE_ARCHS: tuple[str, ...] = (
     "patchgan286",
     "pixelgan",
 )
-"""The parts whose checkpoints of the reference implementation [imgtrans.reference][] converts."""
+"""The parts whose checkpoints of the reference implementation [imgtrans.store.reference][] converts."""

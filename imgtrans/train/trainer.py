@@ -29,14 +29,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from imgtrans.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
-from imgtrans.config import ModelConfig
+from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
+from imgtrans.store.config import ModelConfig
 from imgtrans.data.paired import PairedImageDataset
 from imgtrans.devices import native_bf16, resolve_device
-from imgtrans.factory import build, save_pretrained
+from imgtrans.store.factory import build, save_pretrained
 from imgtrans.io import atomic_write, save_image
 from imgtrans.models.pix2pix import Pix2Pix
-from imgtrans.train.config import SettingError, TrainConfig
+from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.distributed import Distributed
 from imgtrans.train.loggers import RunLoggers, require
 from imgtrans.train.run import RunFolder
@@ -108,7 +108,7 @@ class Trainer:
             [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on ``config.data``.
         sample_data: the images shown in sample grids (the first ``config.num_samples``);
             by default the training images without augmentation.
-        model: a model built with [imgtrans.build][imgtrans.factory.build] (so that checkpoints
+        model: a model built with [imgtrans.build][imgtrans.store.factory.build] (so that checkpoints
             can rebuild it); by default ``build(config.model, **config.model_args)``.
         val_data: held-out pairs to validate on (see [Validator][imgtrans.train.validation.Validator]);
             by default a [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on
@@ -563,7 +563,7 @@ class Trainer:
         return save_image(image_grid([x, out, y]), self.out / "samples" / f"step-{self.step:06d}.png")
 
     def export(self) -> Path:
-        """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.factory.save_pretrained]."""
+        """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
             return save_pretrained(self.model, self.out / "model")
 

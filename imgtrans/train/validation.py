@@ -6,7 +6,7 @@ scored against the targets with L1, PSNR (see [imgtrans.metrics.pixel][imgtrans.
 and SSIM (see [imgtrans.metrics.ssim][imgtrans.metrics.ssim]), and with FID when it is the
 chosen metric (see [imgtrans.metrics.fid][imgtrans.metrics.fid]). When the chosen metric
 improves on the best so far, the model is written to ``RUN/best/`` with
-[save_pretrained][imgtrans.factory.save_pretrained], with ``best.json`` beside its
+[save_pretrained][imgtrans.store.factory.save_pretrained], with ``best.json`` beside its
 weights:
 
 ```json
@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 
 from imgtrans.inference import translate
 from imgtrans.metrics import METRICS
-from imgtrans.factory import save_pretrained
+from imgtrans.store.factory import save_pretrained
 
 if TYPE_CHECKING:  # the trainer imports this module
     from imgtrans.train.trainer import RunSummary

@@ -1,14 +1,14 @@
 """One path from a name to a model and back to disk: build, save, load.
 
-- [build][imgtrans.factory.build] makes a registered model, with or without weights;
-- [save_pretrained][imgtrans.factory.save_pretrained] writes it as a Hugging Face-style folder
+- [build][imgtrans.store.factory.build] makes a registered model, with or without weights;
+- [save_pretrained][imgtrans.store.factory.save_pretrained] writes it as a Hugging Face-style folder
   (``config.json``, ``model.safetensors``, ``README.md``), and
-  [from_pretrained][imgtrans.factory.from_pretrained] reads one back, from disk or the Hub;
-- [load][imgtrans.factory.load] takes whatever the command line accepts: a published model's
+  [from_pretrained][imgtrans.store.factory.from_pretrained] reads one back, from disk or the Hub;
+- [load][imgtrans.store.factory.load] takes whatever the command line accepts: a published model's
   name, a saved folder, a training run, or a checkpoint file.
 
-Every configuration passes through [ModelConfig][imgtrans.config.ModelConfig], which checks it
-before anything is built; every weights file through [imgtrans.weights][], which checks it
+Every configuration passes through [ModelConfig][imgtrans.store.config.ModelConfig], which checks it
+before anything is built; every weights file through [imgtrans.store.weights][], which checks it
 before anything is loaded; every download through [imgtrans.hub][]. Nothing here unpickles.
 
 imgtrans does not use ``huggingface_hub.ModelHubMixin``: the mixin ties ``config.json`` to one
@@ -29,15 +29,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from imgtrans import hub, zoo
-from imgtrans.card import model_card
-from imgtrans.checkpoint import load_checkpoint, model_config
-from imgtrans.config import CONFIG_FILE, ModelConfig
+from imgtrans import hub
+from imgtrans.store import zoo
+from imgtrans.store.card import model_card
+from imgtrans.store.checkpoint import load_checkpoint, model_config
+from imgtrans.store.config import CONFIG_FILE, ModelConfig
 from imgtrans.io import atomic_write
 from imgtrans.models.parts import REFERENCE_ARCHS
-from imgtrans.reference import convert_reference
+from imgtrans.store.reference import convert_reference
 from imgtrans.registry import Published, list_models
-from imgtrans.weights import CorruptWeightsError, StateDict, load_weights, read_weights, select_parts, top_level, write_weights
+from imgtrans.store.weights import CorruptWeightsError, StateDict, load_weights, read_weights, select_parts, top_level, write_weights
 
 WEIGHTS_FILE, CARD_FILE = zoo.WEIGHTS_FILE, zoo.CARD_FILE
 RUN_MODEL, RUN_CHECKPOINT = "model", "checkpoints/last.safetensors"
@@ -49,7 +50,7 @@ def build(name: str, pretrained: bool = False, weights: str | os.PathLike | None
 
     Args:
         name: a name from [list_models][imgtrans.registry.list_models], e.g. ``"unet256"`` or ``"pix2pix-facades"``.
-        pretrained: load the weights published for ``name`` (see [imgtrans.zoo][]): from the
+        pretrained: load the weights published for ``name`` (see [imgtrans.store.zoo][]): from the
             cache, else downloaded once and cached as safetensors.
         weights: load these weights instead: a save_pretrained folder, a ``.safetensors`` file or
             a reference ``.pth``. Giving ``weights`` implies ``pretrained``.
@@ -57,7 +58,7 @@ def build(name: str, pretrained: bool = False, weights: str | os.PathLike | None
             (``in_channels``, ``base_channels``, ``norm``, ...).
 
     Returns:
-        The module, with ``config`` (its [ModelConfig][imgtrans.config.ModelConfig]). Pretrained
+        The module, with ``config`` (its [ModelConfig][imgtrans.store.config.ModelConfig]). Pretrained
         models also carry ``untrained_parts``: the submodules the weights do not cover (the
         published pix2pix weights hold the generator only, so that is ``("discriminator",)``).
     """
@@ -74,7 +75,7 @@ def save_pretrained(
     """Write ``model`` to ``directory`` as ``config.json``, ``model.safetensors`` and ``README.md``.
 
     Args:
-        model: a model made by [build][imgtrans.factory.build] (it carries ``config``).
+        model: a model made by [build][imgtrans.store.factory.build] (it carries ``config``).
         directory: the folder to write; created if needed, its files replaced atomically,
             ``config.json`` last (a folder with one is complete).
         parts: save only these top-level submodules, e.g. ``("generator",)`` to publish a pix2pix
@@ -82,7 +83,7 @@ def save_pretrained(
         published: what the model was trained for, for the model card.
 
     Returns:
-        The folder, readable by [from_pretrained][imgtrans.factory.from_pretrained].
+        The folder, readable by [from_pretrained][imgtrans.store.factory.from_pretrained].
     """
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
@@ -102,7 +103,7 @@ def save_pretrained(
 
 
 def from_pretrained(directory_or_repo_id: str | os.PathLike, *, revision: str | None = None) -> nn.Module:
-    """Rebuild a model saved by [save_pretrained][imgtrans.factory.save_pretrained] and load its weights.
+    """Rebuild a model saved by [save_pretrained][imgtrans.store.factory.save_pretrained] and load its weights.
 
     Args:
         directory_or_repo_id: a local folder (never any network), or a Hub repository
@@ -136,7 +137,7 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Mo
     """Load a model from any of the places imgtrans keeps one; local sources never touch the network.
 
     Args:
-        source: a saved model folder ([save_pretrained][imgtrans.factory.save_pretrained]), a
+        source: a saved model folder ([save_pretrained][imgtrans.store.factory.save_pretrained]), a
             training run folder (its exported ``model/``, else its last checkpoint), a training
             checkpoint file (``.safetensors``), or the name of a published model.
         device: where to put the model.

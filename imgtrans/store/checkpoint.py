@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from imgtrans.config import ModelConfig
+from imgtrans.store.config import ModelConfig
 from imgtrans.io import atomic_write
 
 FORMAT = "imgtrans-checkpoint-1"
@@ -53,7 +53,7 @@ def optimizer_to_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[d
 
 
 def optimizer_from_tensors(checkpoint: Checkpoint, name: str, meta: dict) -> dict:
-    """Rebuild the state dict that [optimizer_to_tensors][imgtrans.checkpoint.optimizer_to_tensors] split."""
+    """Rebuild the state dict that [optimizer_to_tensors][imgtrans.store.checkpoint.optimizer_to_tensors] split."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in checkpoint.section(name).items():
         index, slot = key.split(".", 1)
@@ -98,7 +98,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint file written by [save_checkpoint][imgtrans.checkpoint.save_checkpoint]."""
+    """Read a checkpoint file written by [save_checkpoint][imgtrans.store.checkpoint.save_checkpoint]."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")

@@ -5,7 +5,7 @@ by a [Published][imgtrans.registry.Published] record. Its weights come from one 
 
 - a Hub repository in imgtrans's own format, pinned to a commit, read through the Hub's cache;
 - otherwise a checkpoint of the reference PyTorch implementation, downloaded once, converted
-  without pickle ([convert_reference][imgtrans.reference.convert_reference]) and cached as a
+  without pickle ([convert_reference][imgtrans.store.reference.convert_reference]) and cached as a
   save_pretrained folder in ``$HF_HOME/imgtrans/NAME/``; the ``.pth`` is deleted once converted,
   so every later load reads only safetensors.
 
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from imgtrans.card import model_card
-from imgtrans.config import CONFIG_FILE, ModelConfig
+from imgtrans.store.card import model_card
+from imgtrans.store.config import CONFIG_FILE, ModelConfig
 from imgtrans.hub import DownloadError, cache_dir, download, hub_cache_dir, hub_download, reference_url
 from imgtrans.io import atomic_write, file_sha256
-from imgtrans.reference import convert_reference
+from imgtrans.store.reference import convert_reference
 from imgtrans.registry import Published, did_you_mean, entry, list_models
-from imgtrans.weights import CorruptWeightsError, StateDict, check_weights, read_weights, top_level, write_weights
+from imgtrans.store.weights import CorruptWeightsError, StateDict, check_weights, read_weights, top_level, write_weights
 
 WEIGHTS_FILE, CARD_FILE = "model.safetensors", "README.md"
 Weights = tuple[StateDict, "tuple[str, ...] | None", Path]

@@ -155,10 +155,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Read [to_dict][imgtrans.train.config.TrainConfig.to_dict]'s output; unknown keys are an error.
+        """Read [to_dict][imgtrans.train.settings.TrainConfig.to_dict]'s output; unknown keys are an error.
 
         A dictionary without ``format`` is read as this version's; a checkpoint's record, which
-        always has one unless imgtrans 0.1 wrote it, goes through [from_checkpoint][imgtrans.train.config.TrainConfig.from_checkpoint].
+        always has one unless imgtrans 0.1 wrote it, goes through [from_checkpoint][imgtrans.train.settings.TrainConfig.from_checkpoint].
         """
         data = dict(data)
         if data.pop("format", FORMAT) != FORMAT:

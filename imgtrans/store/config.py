@@ -1,9 +1,9 @@
 """What a model is: the one object that owns ``config.json`` and a checkpoint's model metadata.
 
-A [ModelConfig][imgtrans.config.ModelConfig] holds a registered name, the full **architecture**
+A [ModelConfig][imgtrans.store.config.ModelConfig] holds a registered name, the full **architecture**
 arguments and the translation direction the model was made for. It is created from a name and
-overrides ([create][imgtrans.config.ModelConfig.create]) or read back from JSON
-([from_dict][imgtrans.config.ModelConfig.from_dict]), and either way it is validated before
+overrides ([create][imgtrans.store.config.ModelConfig.create]) or read back from JSON
+([from_dict][imgtrans.store.config.ModelConfig.from_dict]), and either way it is validated before
 anything is built: the name must be registered, every argument must exist and have the type its
 annotation gives, and the model it describes must fit in memory (counted on the ``meta`` device,
 where building allocates nothing). So a corrupt or hostile ``config.json`` fails in milliseconds
@@ -79,14 +79,14 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "the configuration") -> "ModelConfig":
-        """Read a configuration written by [to_dict][imgtrans.config.ModelConfig.to_dict] (or by imgtrans 0.1).
+        """Read a configuration written by [to_dict][imgtrans.store.config.ModelConfig.to_dict] (or by imgtrans 0.1).
 
         The result is built with neutral weight arguments: whatever the file says, building it
         fetches nothing. Names of backbones on the Hub (``hf-hub:``) are refused, since only a
         download could say what they are.
 
         Raises:
-            ValueError: not a configuration, or one that fails [create][imgtrans.config.ModelConfig.create]'s checks;
+            ValueError: not a configuration, or one that fails [create][imgtrans.store.config.ModelConfig.create]'s checks;
                 the message names ``source``.
         """
         if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):

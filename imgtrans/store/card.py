@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgtrans.config import ModelConfig
+from imgtrans.store.config import ModelConfig
 from imgtrans.registry import PAPER, REFERENCE_REPOSITORY, Published, entry
 
 

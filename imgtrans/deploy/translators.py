@@ -1,6 +1,6 @@
 """Where and in which precision a generator runs: PyTorch (float32, bfloat16) or onnxruntime (float32, int8).
 
-A [Translator][imgtrans.runtime.Translator] maps a float32 batch ``N x C x H x W`` in [-1, 1] to
+A [Translator][imgtrans.deploy.translators.Translator] maps a float32 batch ``N x C x H x W`` in [-1, 1] to
 its translation, whatever runs it. Every translator checks what could otherwise turn into black
 or constant images written without complaint: weights that are not floating point or not finite,
 inputs with NaN or inf, and outputs with NaN or inf, each reported with its likely cause.
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from imgtrans.devices import INSTRUCTION_FLAGS, cpu_flags, instruction_set, native_bf16  # noqa: F401 (re-exported)
-from imgtrans.fusion import compile_for_inference, inference_copy
+from imgtrans.deploy.fusion import compile_for_inference, inference_copy
 from imgtrans.inference import check_finite_input, generator_of, translate
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -106,7 +106,7 @@ class Translator:
     paper_test_mode: bool = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """The translation of ``x``, checked for NaN and inf (raises [NonFiniteOutputError][imgtrans.runtime.NonFiniteOutputError])."""
+        """The translation of ``x``, checked for NaN and inf (raises [NonFiniteOutputError][imgtrans.deploy.translators.NonFiniteOutputError])."""
         check_finite_input(x)
         y = self.run(x)
         if not torch.isfinite(y).all():
@@ -195,7 +195,7 @@ class TorchTranslator(Translator):
 
 
 class OnnxTranslator(Translator):
-    """An ONNX file (written by [export_onnx][imgtrans.export.export_onnx] or [quantize_onnx][imgtrans.quantization.quantize_onnx]) in onnxruntime.
+    """An ONNX file (written by [export_onnx][imgtrans.deploy.onnx.export_onnx] or [quantize_onnx][imgtrans.deploy.int8.quantize_onnx]) in onnxruntime.
 
     Args:
         path: the ``.onnx`` file; its ``imgtrans.*`` metadata gives channels and precision.
@@ -206,7 +206,7 @@ class OnnxTranslator(Translator):
     backend = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, keep: Any = None) -> None:
-        from imgtrans.export import ort_session, read_metadata
+        from imgtrans.deploy.onnx import ort_session, read_metadata
 
         self.path, self._keep = Path(path), keep
         self.metadata = read_metadata(self.path)
@@ -281,7 +281,7 @@ def load_translator(
         return translator
     precision = precision or "fp32"
     check_precision(backend, precision)
-    from imgtrans.factory import load
+    from imgtrans.store.factory import load
 
     model = load(source, device="cpu" if backend == "onnxruntime" else device)
     if backend == "torch":
@@ -307,11 +307,11 @@ def onnx_translator(
             raise ValueError(
                 "int8 needs calibration images to set its ranges: pass a folder of real inputs (--calibration DIR)"
             )
-        from imgtrans.quantization import quantize_onnx
+        from imgtrans.deploy.int8 import quantize_onnx
 
         quantize_onnx(model, path, calibration)
     else:
-        from imgtrans.export import export_onnx
+        from imgtrans.deploy.onnx import export_onnx
 
         export_onnx(model, path)
     return OnnxTranslator(path, keep=folder)

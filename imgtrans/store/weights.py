@@ -2,7 +2,7 @@
 
 A weights file may hold a whole model or some of its top-level parts (the published pix2pix
 models hold the generator alone); the file's metadata ``imgtrans.parts`` says which. Before any
-tensor is copied, [load_weights][imgtrans.weights.load_weights] checks every key, shape and
+tensor is copied, [load_weights][imgtrans.store.weights.load_weights] checks every key, shape and
 dtype, and that every value is finite, so a file from another architecture, an integer tensor or
 the weights of a diverged run are refused with their names instead of producing black images.
 """
@@ -76,7 +76,7 @@ def load_weights(
     parts: tuple[str, ...] | None = None,
     source: str = "the weights",
 ) -> nn.Module:
-    """Load ``state`` into ``model`` after [check_weights][imgtrans.weights.check_weights].
+    """Load ``state`` into ``model`` after [check_weights][imgtrans.store.weights.check_weights].
 
     Args:
         model: the module to fill.

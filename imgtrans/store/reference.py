@@ -2,7 +2,7 @@
 
 The reference networks (``networks.py``: ``UnetGenerator``, ``ResnetGenerator``,
 ``NLayerDiscriminator``, ``PixelDiscriminator``) and imgtrans's compute the same layers in the
-same order, with different module names. [convert_reference][imgtrans.reference.convert_reference] pairs their tensors in that
+same order, with different module names. [convert_reference][imgtrans.store.reference.convert_reference] pairs their tensors in that
 order and checks that each pair plays the same role (``weight``, ``bias``, running
 statistics) with the same shape, so a checkpoint that does not fit fails loudly.
 
@@ -19,10 +19,10 @@ from typing import Any, Mapping, Union
 import torch
 
 from imgtrans.blocks import ResnetGenerator, UNetGenerator
-from imgtrans.config import ModelConfig
+from imgtrans.store.config import ModelConfig
 from imgtrans.models.parts import REFERENCE_ARCHS as ARCHS
 from imgtrans.registry import entry
-from imgtrans.weights import StateDict
+from imgtrans.store.weights import StateDict
 
 PathLike = Union[str, os.PathLike]
 

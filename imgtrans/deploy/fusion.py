@@ -8,7 +8,7 @@ $$W' = s\, W, \qquad b' = s\,(b - \mu) + \beta, \qquad s = \gamma / \sqrt{\sigma
 scaling output channels (dimension 0 of a ``Conv2d``'s weight, dimension 1 of a ``ConvTranspose2d``'s).
 One pass over each feature map is saved per layer, and exported graphs get a single operator. The
 paper's test mode (batch statistics, section 3.3) cannot be folded: this is for eval mode only.
-[compile_for_inference][imgtrans.fusion.compile_for_inference] compiles such a copy.
+[compile_for_inference][imgtrans.deploy.fusion.compile_for_inference] compiles such a copy.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def inference_copy(model: nn.Module, *, subpixel: bool = False) -> nn.Module:
 def compile_for_inference(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """A compiled eval-mode translator: ``torch.compile`` with inductor's weight freezing.
 
-    What is compiled is the [inference_copy][imgtrans.fusion.inference_copy] of ``model``.
+    What is compiled is the [inference_copy][imgtrans.deploy.fusion.inference_copy] of ``model``.
     Freezing treats the weights as constants, so oneDNN weights are packed once instead of on every
     call and pointwise operations are fused into the convolutions; on 2 CPU cores a U-Net 256 took
     232 ms against eager's 278 (256x256, batch 8, float32). BatchNorm is folded here, exactly, before

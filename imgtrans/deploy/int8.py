@@ -10,7 +10,7 @@ quantise/dequantise pairs, slower than float32 alone.
 
 Quantisation changes the output: the result is compared with PyTorch's float32 eval mode on the
 calibration images, its PSNR recorded in the file, and a model below
-[MIN_PSNR][imgtrans.quantization.MIN_PSNR] is refused rather than written.
+[MIN_PSNR][imgtrans.deploy.int8.MIN_PSNR] is refused rather than written.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from imgtrans.export import ExportError, _require, export_onnx, onnx_metadata, ort_session, set_metadata
+from imgtrans.deploy.onnx import ExportError, _require, export_onnx, onnx_metadata, ort_session, set_metadata
 from imgtrans.inference import generator_of, translate
 
 MIN_PSNR = 30.0

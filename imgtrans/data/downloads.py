@@ -18,7 +18,7 @@ same with the guarantees a script does not give:
 
 Datasets go to ``$HF_HOME/imgtrans/datasets/NAME/`` beside the zoo's models (or ``root``), each
 with its splits as the archive has them (``train/``, ``val/``, ``test/``). Training and
-evaluation take them by name: [resolve_data][imgtrans.datasets.resolve_data] turns ``"facades"``
+evaluation take them by name: [resolve_data][imgtrans.data.downloads.resolve_data] turns ``"facades"``
 into the train split's folder and ``"facades/test"`` into the test split's.
 
 | variable | effect |
@@ -192,7 +192,7 @@ def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.
 
     Args:
         value: a folder or file (returned unchanged when it exists), ``"NAME"`` (its ``split``) or
-            ``"NAME/SPLIT"``, with ``NAME`` from [DATASETS][imgtrans.datasets.DATASETS].
+            ``"NAME/SPLIT"``, with ``NAME`` from [DATASETS][imgtrans.data.downloads.DATASETS].
         split: the split a bare ``"NAME"`` means (``"train"``).
         root: where datasets were downloaded (default ``$HF_HOME/imgtrans/datasets``).
 
@@ -233,7 +233,7 @@ def download_dataset(
     """Download and extract dataset ``name``; returns its folder. Does nothing if it is already there.
 
     Args:
-        name: a name from [DATASETS][imgtrans.datasets.DATASETS].
+        name: a name from [DATASETS][imgtrans.data.downloads.DATASETS].
         root: the folder to put it in (default ``$HF_HOME/imgtrans/datasets``).
         force: download and extract again over a complete copy.
         keep_archive: keep ``NAME.tar.gz`` in ``root/.downloads`` after extraction.
@@ -305,7 +305,7 @@ def check_archive(archive: Path, name: str) -> int:
 
 
 def unsafe_member(member: tarfile.TarInfo, name: str) -> None:
-    """Raise [UnsafeArchiveError][imgtrans.datasets.UnsafeArchiveError] unless ``member`` is a plain file
+    """Raise [UnsafeArchiveError][imgtrans.data.downloads.UnsafeArchiveError] unless ``member`` is a plain file
     or folder under ``name/``."""
     path = PurePosixPath(member.name)
     where = f"archive member {member.name!r}"

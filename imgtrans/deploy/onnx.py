@@ -1,12 +1,12 @@
 """Export a generator to ONNX, checked against PyTorch, or to a ``torch.export`` program.
 
 The exported graph is the generator in eval mode (BatchNorm's running statistics, no dropout),
-with BatchNorm folded into the convolutions ([imgtrans.fusion][]). Batch, height and width are
+with BatchNorm folded into the convolutions ([imgtrans.deploy.fusion][]). Batch, height and width are
 dynamic: the U-Net's padding to a multiple of ``2 ** num_downs`` and the crop back are part of the
 graph ([pad_by_index][imgtrans.blocks.pad.pad_by_index]), so any image size goes in as it is.
 
 Every ONNX file carries what a user of it needs in its ``metadata_props`` (keys ``imgtrans.*``,
-see [METADATA_KEYS][imgtrans.export.METADATA_KEYS]): the model's name and arguments, the
+see [METADATA_KEYS][imgtrans.deploy.onnx.METADATA_KEYS]): the model's name and arguments, the
 translation's direction, input and output channels, range and layout, the mode, the precision,
 and the largest difference from PyTorch measured when it was written.
 
@@ -14,7 +14,7 @@ The paper's test mode (dropout on, each image's own BatchNorm statistics, sectio
 when the model has dropout or BatchNorm, since an exported graph would draw its own dropout masks
 and could not be checked against PyTorch; it is never silently exported as eval mode.
 
-``torch.export`` programs are offered in memory only ([export_program][imgtrans.export.export_program]):
+``torch.export`` programs are offered in memory only ([export_program][imgtrans.deploy.onnx.export_program]):
 their file format (``.pt2``) unpickles its weights when loaded, which imgtrans never does.
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from imgtrans.fusion import inference_copy
+from imgtrans.deploy.fusion import inference_copy
 from imgtrans.inference import generator_of
 
 INPUT, OUTPUT = "input", "output"
@@ -61,7 +61,7 @@ class ExportError(ValueError):
 
 @dataclass
 class ExportReport:
-    """What [export_onnx][imgtrans.export.export_onnx] wrote and how closely it matches PyTorch.
+    """What [export_onnx][imgtrans.deploy.onnx.export_onnx] wrote and how closely it matches PyTorch.
 
     Attributes:
         path: the ONNX file.
@@ -76,7 +76,7 @@ class ExportReport:
 
 
 def check_exportable(model: nn.Module, paper_test_mode: bool = False) -> None:
-    """Raise [ExportError][imgtrans.export.ExportError] when ``model`` cannot be exported as asked.
+    """Raise [ExportError][imgtrans.deploy.onnx.ExportError] when ``model`` cannot be exported as asked.
 
     With ``paper_test_mode`` the model must have neither dropout nor BatchNorm, so that its
     paper test mode is its eval mode and the export is faithful.
@@ -103,7 +103,7 @@ def check_exportable(model: nn.Module, paper_test_mode: bool = False) -> None:
 def onnx_metadata(
     model: nn.Module, *, direction: str | None = None, precision: str = "fp32", out_channels: int | None = None
 ) -> dict[str, str]:
-    """The ``imgtrans.*`` metadata of an export of ``model`` (see [METADATA_KEYS][imgtrans.export.METADATA_KEYS]).
+    """The ``imgtrans.*`` metadata of an export of ``model`` (see [METADATA_KEYS][imgtrans.deploy.onnx.METADATA_KEYS]).
 
     ``out_channels`` defaults to the model's ``out_channels`` argument, else 3.
     """
@@ -167,7 +167,7 @@ def export_onnx(
         direction: ``"AtoB"`` or ``"BtoA"``, recorded in the metadata; by default the one the
             model records (``model.config.direction``).
         paper_test_mode: export the paper's test mode; refused unless it equals eval mode.
-        verify: run the file with onnxruntime on [VERIFY_SHAPES][imgtrans.export.VERIFY_SHAPES] and
+        verify: run the file with onnxruntime on [VERIFY_SHAPES][imgtrans.deploy.onnx.VERIFY_SHAPES] and
             compare with PyTorch's eval mode; raise when the difference exceeds ``tolerance``.
         tolerance: largest absolute difference accepted, in output units ([-1, 1]).
         opset: ONNX opset; by default the exporter's.
@@ -176,7 +176,7 @@ def export_onnx(
         precision: recorded in the metadata (the quantiser sets ``"int8"``).
 
     Returns:
-        An [ExportReport][imgtrans.export.ExportReport].
+        An [ExportReport][imgtrans.deploy.onnx.ExportReport].
 
     Raises:
         ExportError: the model cannot be exported faithfully, or its export differs from PyTorch.
@@ -226,7 +226,7 @@ def compare_with_pytorch(
 ) -> dict[str, float]:
     """Largest ``|onnxruntime - PyTorch|`` per input shape, PyTorch in eval mode, float32.
 
-    Inputs are uniform in [-1, 1], drawn from ``seed``. Raises [ExportError][imgtrans.export.ExportError]
+    Inputs are uniform in [-1, 1], drawn from ``seed``. Raises [ExportError][imgtrans.deploy.onnx.ExportError]
     naming the shape when a difference exceeds ``tolerance`` (``None``: no check).
     """
     from imgtrans.inference import translate
