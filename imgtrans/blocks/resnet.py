@@ -29,11 +29,15 @@ def conv_norm_relu(conv: nn.Module, norm: Norm, relu: bool = True) -> nn.Sequent
 
 
 class ResnetBlock(nn.Module):
-    """``x + conv-norm-relu-[dropout]-conv-norm(x)`` with 3x3 reflection-padded convolutions."""
+    """``x + conv-norm-relu-[dropout]-conv-norm(x)`` with 3x3 reflection-padded convolutions.
 
-    def __init__(self, channels: int, norm: Norm = "batch", dropout: float = 0.0) -> None:
+    ``bias``: whether the convolutions have biases; by default only without BatchNorm (the reference
+    pix2pix code), pix2pixHD's blocks always have them.
+    """
+
+    def __init__(self, channels: int, norm: Norm = "batch", dropout: float = 0.0, bias: bool | None = None) -> None:
         super().__init__()
-        bias = norm != "batch"
+        bias = norm != "batch" if bias is None else bias
         body = [conv_norm_relu(nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect", bias=bias), norm)]
         if dropout > 0:
             body.append(nn.Dropout(dropout))

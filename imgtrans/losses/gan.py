@@ -11,11 +11,15 @@ With $D$ producing logits $d$ (one per patch) and $\sigma$ the sigmoid, the mode
 
 Each term is averaged over patches and batch. The paper's halving of the discriminator's
 objective is applied by the pix2pix model, not here.
+
+A multi-scale discriminator's output (pix2pixHD, [imgtrans.blocks.multiscale][]: one list per scale,
+each ending with the logits) gives the sum over scales of each scale's term, as pix2pixHD's
+``GANLoss`` computes it; one discriminator's list of features counts by its last entry, the logits.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +29,24 @@ from imgtrans.blocks.conv import check_choice
 
 GANMode = Literal["vanilla", "lsgan", "hinge", "wgan"]
 GAN_MODES: tuple[str, ...] = ("vanilla", "lsgan", "hinge", "wgan")
+
+Logits = Union[torch.Tensor, Sequence[torch.Tensor], Sequence[Sequence[torch.Tensor]]]
+"""A discriminator's output: logits, one discriminator's features ending with them, or one such list per scale."""
+
+
+def scale_logits(output: Logits) -> list[torch.Tensor]:
+    """The logits of each scale: ``[output]`` for a tensor, the last entry of each list otherwise."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (list, tuple)) and output:
+        if all(isinstance(o, torch.Tensor) for o in output):
+            return [output[-1]]
+        if all(isinstance(o, (list, tuple)) and o and isinstance(o[-1], torch.Tensor) for o in output):
+            return [o[-1] for o in output]
+    raise ValueError(
+        "a GAN loss takes a discriminator's logits: a tensor, a list of feature maps ending with the "
+        f"logits, or one such list per scale; got {type(output).__name__}"
+    )
 
 
 class GANLoss(nn.Module):
@@ -44,8 +66,18 @@ class GANLoss(nn.Module):
         check_choice("gan_mode", mode, GAN_MODES)
         self.mode = mode
 
-    def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Loss of the discriminator given its logits on real and on generated pairs."""
+    def discriminator(self, real: Logits, fake: Logits) -> torch.Tensor:
+        """Loss of the discriminator given its logits on real and on generated pairs (summed over scales)."""
+        reals, fakes = scale_logits(real), scale_logits(fake)
+        if len(reals) != len(fakes):
+            raise ValueError(f"real and fake outputs have {len(reals)} and {len(fakes)} scales; they must match")
+        return _sum(self._discriminator(r, f) for r, f in zip(reals, fakes))
+
+    def generator(self, fake: Logits) -> torch.Tensor:
+        """Adversarial loss of the generator given the discriminator's logits on its output (summed over scales)."""
+        return _sum(self._generator(f) for f in scale_logits(fake))
+
+    def _discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         if self.mode == "vanilla":
             return F.softplus(-real).mean() + F.softplus(fake).mean()
         if self.mode == "lsgan":
@@ -54,8 +86,7 @@ class GANLoss(nn.Module):
             return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
         return fake.mean() - real.mean()
 
-    def generator(self, fake: torch.Tensor) -> torch.Tensor:
-        """Adversarial loss of the generator given the discriminator's logits on its output."""
+    def _generator(self, fake: torch.Tensor) -> torch.Tensor:
         if self.mode == "vanilla":
             return F.softplus(-fake).mean()
         if self.mode == "lsgan":
@@ -64,6 +95,15 @@ class GANLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}"
+
+
+def _sum(terms) -> torch.Tensor:
+    """Sum without the ``0 +`` that ``sum()`` starts from (one scale gives its term unchanged)."""
+    terms = iter(terms)
+    total = next(terms)
+    for term in terms:
+        total = total + term
+    return total
 
 
 def gradient_penalty(

@@ -1,8 +1,15 @@
-"""The named generators and discriminators of the paper and the reference code."""
+"""The named generators and discriminators of the paper and the reference code, and pix2pixHD's."""
 
 from __future__ import annotations
 
-from imgtrans.blocks import PatchDiscriminator, ResnetGenerator, UNetGenerator
+from imgtrans.blocks import (
+    GlobalGenerator,
+    LocalEnhancer,
+    MultiscaleDiscriminator,
+    PatchDiscriminator,
+    ResnetGenerator,
+    UNetGenerator,
+)
 from imgtrans.registry import register
 
 register("unet256", UNetGenerator, num_downs=8, description="U-Net generator, 8 downsamplings, for 256x256 (6.1.1)")
@@ -27,6 +34,17 @@ register("pixelgan", PatchDiscriminator, n_layers=0, description="1x1 PixelGAN d
 register("patchgan16", PatchDiscriminator, n_layers=1, description="16x16 PatchGAN discriminator (6.1.2)")
 register("patchgan70", PatchDiscriminator, n_layers=3, description="70x70 PatchGAN discriminator, the paper's default")
 register("patchgan286", PatchDiscriminator, n_layers=5, description="286x286 'ImageGAN' discriminator (6.1.2)")
+register("pix2pixhd-global", GlobalGenerator, description="pix2pixHD global generator G1 (Wang et al. 2018, 3.2)")
+register(
+    "pix2pixhd-local",
+    LocalEnhancer,
+    description="pix2pixHD coarse-to-fine generator: G1 plus local enhancers on an image pyramid (3.2)",
+)
+register(
+    "multiscale-patchgan",
+    MultiscaleDiscriminator,
+    description="pix2pixHD multi-scale discriminator: PatchGANs on an average-pooled pyramid (3.2)",
+)
 
 REFERENCE_ARCHS: tuple[str, ...] = (
     "unet256",
@@ -38,5 +56,9 @@ REFERENCE_ARCHS: tuple[str, ...] = (
     "patchgan16",
     "patchgan286",
     "pixelgan",
+    "pix2pixhd-global",
+    "pix2pixhd-local",
+    "multiscale-patchgan",
 )
-"""The parts whose checkpoints of the reference implementation [imgtrans.store.reference][] converts."""
+"""The parts whose checkpoints of the reference implementations (pix2pix/CycleGAN, pix2pixHD)
+[imgtrans.store.reference][] converts."""
