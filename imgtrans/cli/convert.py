@@ -9,9 +9,13 @@ from imgtrans.models.parts import REFERENCE_ARCHS
 from imgtrans.store.reference import load_reference
 
 
+# Depths and block counts of pix2pixHD's networks, which the converter infers and the message reports.
+COUNTS = ("n_downsampling", "n_blocks", "n_local_enhancers", "n_blocks_local", "num_scales", "n_layers")
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "convert", help="convert a reference pix2pix/CycleGAN checkpoint (.pth) to safetensors, without pickle"
+        "convert", help="convert a reference pix2pix/CycleGAN or pix2pixHD checkpoint (.pth) to safetensors, without pickle"
     )
     parser.add_argument("checkpoint", help="the reference .pth file (read with torch.load(weights_only=True))")
     parser.add_argument("out", help="the folder to write: config.json, model.safetensors, README.md")
@@ -23,9 +27,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_reference(args.checkpoint, args.arch)
     folder = save_pretrained(model, args.out)
     arguments = model.config.arguments
+    counts = "".join(f", {key} {arguments[key]}" for key in COUNTS if key in arguments)  # read from the file
     print(
         f"wrote {folder}: {args.arch}, base_channels {arguments['base_channels']}, norm {arguments['norm']}, "
-        f"{arguments['in_channels']} -> {arguments.get('out_channels', 1)} channels; "
+        f"{arguments['in_channels']} -> {arguments.get('out_channels', 1)} channels{counts}; "
         f"load it with imgtrans.from_pretrained({str(folder)!r})"
     )
     return 0

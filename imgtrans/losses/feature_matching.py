@@ -22,7 +22,7 @@ def feature_matching_loss(
     real_features: Sequence[Sequence[torch.Tensor]],
     weight: float = 10.0,
 ) -> torch.Tensor:
-    """pix2pixHD's ``loss_G_GAN_Feat`` from a multi-scale discriminator's outputs on fake and real pairs.
+    r"""pix2pixHD's ``loss_G_GAN_Feat`` from a multi-scale discriminator's outputs on fake and real pairs.
 
     Args:
         fake_features: one list per scale of the discriminator's features on generated pairs, each
