@@ -69,7 +69,8 @@ def test_dataparallel_prefix_and_wrapped_state_dicts(tmp_path):
 
 def test_wrong_architecture_names_the_tensor_and_the_fitting_one():
     state = reference_like(imgtrans.build("patchgan16", base_channels=4))
-    with pytest.raises(ValueError, match=r"holds 10 tensors, where patchgan70 \(.*\) holds 22: .*\(its layout fits patchgan16\)"):
+    fits = r"holds 10 tensors, where patchgan70 \(.*\) holds 22: .*\(its layout fits patchgan16\)"
+    with pytest.raises(ValueError, match=fits):
         convert_reference(state, "patchgan70")
     with pytest.raises(ValueError, match=r"unknown reference architecture 'patchgan71'"):
         convert_reference(state, "patchgan71")

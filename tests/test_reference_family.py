@@ -6,6 +6,7 @@ reference's key names, its inputs and its eval-mode outputs. Here each state dic
 ``.pth`` (as the reference's checkpoints are), converted without pickle and compared to 1e-5.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,41 @@ def test_a_checkpoint_of_another_network_is_refused_in_one_line(name, arch, tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+LAYOUTS = {
+    # layouts.json entry: (arch, what the converter must read from it)
+    "label2city_512p_G": ("pix2pixhd-global", dict(in_channels=36, base_channels=64, n_downsampling=4, n_blocks=9)),
+    "label2city_1024p_G": (
+        "pix2pixhd-local",
+        dict(in_channels=36, base_channels=32, n_downsampling=4, n_blocks=9, n_local_enhancers=1, n_blocks_local=3),
+    ),
+    "label2city_D": ("multiscale-patchgan", dict(in_channels=39, base_channels=64, n_layers=3, num_scales=3)),
+    "deep_D_512_cap": ("multiscale-patchgan", dict(in_channels=39, base_channels=64, n_layers=5, num_scales=2)),
+    "global_batch_G": ("pix2pixhd-global", dict(in_channels=36, norm="batch", n_downsampling=4, n_blocks=9)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_full_width_layouts_of_pix2pixhd_s_cityscapes_networks(name):
+    layout = json.loads((FIXTURES / "layouts.json").read_text())[name]
+    arch, expected = LAYOUTS[name]
+    fake = {key: torch.empty(shape, device="meta") for key, shape in layout.items()}
+    arguments = reference_arguments(fake, arch)
+    assert arguments.items() >= expected.items()
+    converted = convert_reference(fake, arch)
+    with torch.device("meta"):
+        target = imgtrans.build(arch, **arguments).state_dict()
+    assert list(converted) == list(target)
+    assert all(converted[k].shape == target[k].shape for k in target)
+
+
+def test_the_paper_s_defaults_are_the_cityscapes_recipe_s_sizes():
+    layout = json.loads((FIXTURES / "layouts.json").read_text())
+    for name, arch in (("label2city_512p_G", "pix2pixhd-global"), ("label2city_1024p_G", "pix2pixhd-local")):
+        with torch.device("meta"):
+            ours = imgtrans.build(arch, in_channels=36).state_dict()
+        assert [tuple(v.shape) for v in ours.values()] == [tuple(s) for s in layout[name].values()], name
+    with torch.device("meta"):
+        ours = imgtrans.build("multiscale-patchgan", in_channels=39).state_dict()
+    assert [tuple(v.shape) for v in ours.values()] == [tuple(s) for s in layout["label2city_D"].values()]

@@ -9,6 +9,7 @@ may be the path of its ``models/networks.py``. The reference code is imported fr
 copied into imgtrans. Each case is written as ``NAME.safetensors`` holding ``reference.KEY`` (the
 network's ``state_dict()`` under the reference's own key names, as its checkpoints hold it), the
 inputs and the reference's outputs in eval mode; tests/test_reference_family.py converts and compares.
+``layouts.json`` lists the keys and shapes of pix2pixHD's networks at full width (its Cityscapes sizes).
 
 Weights are drawn at a larger scale than the reference's N(0, 0.02) initialisation, and BatchNorm
 statistics are random, so that every layer moves the output and eval mode is a real test.
@@ -21,6 +22,7 @@ import argparse
 import functools
 import importlib.util
 import inspect
+import json
 import sys
 import types
 from pathlib import Path
@@ -40,7 +42,7 @@ def load_networks(path: Path, name: str) -> types.ModuleType:
     """
     file = path if path.suffix == ".py" else path / "models" / "networks.py"
     if not file.is_file():
-        raise SystemExit(f"no networks.py at {file}: pass a checkout of the reference repository or its models/networks.py")
+        raise SystemExit(f"no networks.py at {file}: pass a checkout of the reference repository or its networks.py")
     package = types.ModuleType(name)
     package.__path__ = [str(file.parent)]
     sys.modules[name] = package
@@ -104,7 +106,7 @@ def flat(prefix: str, outputs: list[list[torch.Tensor]]) -> dict[str, torch.Tens
     return {f"{prefix}.{i}.{j}": t for i, scale in enumerate(outputs) for j, t in enumerate(scale)}
 
 
-def pix2pixhd_losses(hd: types.ModuleType, pred_fake: list, pred_real: list, n_layers_d: int) -> dict[str, torch.Tensor]:
+def pix2pixhd_losses(hd: types.ModuleType, pred_fake: list, pred_real: list, n_layers_d: int) -> dict:
     """The reference's terms: ``GANLoss`` from its networks.py (LSGAN) and ``loss_G_GAN_Feat`` as
     pix2pixHD_model.py computes it (``feat_weights = 4 / (n_layers_D + 1)``, ``D_weights = 1 / num_D``,
     ``criterionFeat = L1Loss``, ``lambda_feat = 10``)."""
@@ -115,7 +117,9 @@ def pix2pixhd_losses(hd: types.ModuleType, pred_fake: list, pred_real: list, n_l
     loss_feat = 0
     for i in range(num_d):
         for j in range(len(pred_fake[i]) - 1):
-            loss_feat += d_weights * feat_weights * criterion_feat(pred_fake[i][j], pred_real[i][j].detach()) * lambda_feat
+            loss_feat += (
+                d_weights * feat_weights * criterion_feat(pred_fake[i][j], pred_real[i][j].detach()) * lambda_feat
+            )
     return {
         "loss_G_GAN": criterion_gan(pred_fake, True).reshape(()),
         "loss_D_real": criterion_gan(pred_real, True).reshape(()),
@@ -177,6 +181,23 @@ def pix2pixhd_cases(hd: types.ModuleType) -> dict[str, dict[str, torch.Tensor]]:
     return cases
 
 
+def full_width_layouts(hd: types.ModuleType) -> dict[str, dict[str, list[int]]]:
+    """Keys and shapes of pix2pixHD's networks at the sizes of its Cityscapes recipes (on the meta device).
+
+    36 input channels: 35 labels and the instance-boundary map; the discriminator also sees the image.
+    """
+    norm = instance_norm()
+    with torch.device("meta"):
+        nets = {
+            "label2city_512p_G": hd.GlobalGenerator(36, 3, 64, 4, 9, norm),
+            "label2city_1024p_G": hd.LocalEnhancer(36, 3, 32, 4, 9, 1, 3, norm),
+            "label2city_D": hd.MultiscaleDiscriminator(39, 64, 3, norm, False, num_D=3, getIntermFeat=True),
+            "deep_D_512_cap": hd.MultiscaleDiscriminator(39, 64, 5, norm, False, num_D=2, getIntermFeat=False),
+            "global_batch_G": hd.GlobalGenerator(36, 3, 64, 4, 9, nn.BatchNorm2d),
+        }
+    return {name: {k: list(v.shape) for k, v in net.state_dict().items()} for name, net in nets.items()}
+
+
 def write(cases: dict[str, dict[str, torch.Tensor]], out: Path, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, case in cases.items():
@@ -193,7 +214,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cyclegan", type=Path, required=True, help="pytorch-CycleGAN-and-pix2pix (or CUT) checkout")
     parser.add_argument("--pix2pixhd", type=Path, required=True, help="NVIDIA/pix2pixHD checkout")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "family")
+    default_out = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "family"
+    parser.add_argument("--out", type=Path, default=default_out, help="the folder to write (tests/fixtures/family)")
     parser.add_argument("--force", action="store_true", help="replace existing golden files")
     args = parser.parse_args()
     ref = load_networks(args.cyclegan, "_reference_cyclegan")
@@ -202,6 +224,11 @@ def main() -> None:
     with torch.no_grad():
         cases = {**cyclegan_cases(ref), **pix2pixhd_cases(hd)}
     write(cases, args.out, args.force)
+    layouts = args.out / "layouts.json"
+    if layouts.exists() and not args.force:
+        raise SystemExit(f"{layouts} exists; pass --force to replace it")
+    layouts.write_text(json.dumps(full_width_layouts(hd), indent=0) + "\n")
+    print(f"wrote {layouts}")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ Features = list[torch.Tensor]
 
 def layer(in_channels: int, out_channels: int, stride: int, norm: Norm, activation: bool = True) -> nn.Sequential:
     """One stage: 4x4 convolution padded by 2 (with bias), norm, LeakyReLU(0.2)."""
-    stages: OrderedDict[str, nn.Module] = OrderedDict(conv=nn.Conv2d(in_channels, out_channels, KERNEL, stride, PADDING))
+    conv = nn.Conv2d(in_channels, out_channels, KERNEL, stride, PADDING)
+    stages: OrderedDict[str, nn.Module] = OrderedDict(conv=conv)
     norm_module = norm_layer(norm, out_channels)
     if norm_module is not None:
         stages["norm"] = norm_module
@@ -52,7 +53,9 @@ class HDPatchDiscriminator(nn.Module):
     the 1-channel output convolution. Returns every stage's output (the logits last).
     """
 
-    def __init__(self, in_channels: int = 6, base_channels: int = 64, n_layers: int = 3, norm: Norm = "instance") -> None:
+    def __init__(
+        self, in_channels: int = 6, base_channels: int = 64, n_layers: int = 3, norm: Norm = "instance"
+    ) -> None:
         super().__init__()
         check_range("n_layers", n_layers, 1, 8)
         check_range("base_channels", base_channels, 1, MAX_WIDTH)

@@ -149,12 +149,14 @@ class LocalEnhancer(nn.Module):
     ends in the ``c7s1-out`` head.
 
     Args:
-        in_channels, out_channels, norm: as for [GlobalGenerator][imgtrans.blocks.pix2pixhd.GlobalGenerator].
+        in_channels: channels of the input, as for [GlobalGenerator][imgtrans.blocks.pix2pixhd.GlobalGenerator].
+        out_channels: channels of the image it makes.
         base_channels: filters of the finest enhancer, ``ngf`` (32, the paper's $G_2$).
         n_downsampling: the global generator's, ``n_downsample_global`` (4).
         n_blocks: the global generator's residual blocks (9).
         n_local_enhancers: enhancers, each doubling the resolution (1; 2 for 2048x1024 and beyond).
         n_blocks_local: residual blocks of each enhancer (3).
+        norm: ``"instance"`` (pix2pixHD's default), ``"batch"`` or ``"none"``.
     """
 
     def __init__(

@@ -15,7 +15,8 @@ COUNTS = ("n_downsampling", "n_blocks", "n_local_enhancers", "n_blocks_local", "
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "convert", help="convert a reference pix2pix/CycleGAN or pix2pixHD checkpoint (.pth) to safetensors, without pickle"
+        "convert",
+        help="convert a reference pix2pix/CycleGAN or pix2pixHD checkpoint (.pth) to safetensors, without pickle",
     )
     parser.add_argument("checkpoint", help="the reference .pth file (read with torch.load(weights_only=True))")
     parser.add_argument("out", help="the folder to write: config.json, model.safetensors, README.md")

@@ -1,4 +1,5 @@
-"""Losses of the pix2pix objective (adversarial variants, the L1 term, an optional perceptual term) and pix2pixHD's feature matching."""
+"""Losses of the pix2pix objective (adversarial variants, the L1 term, an optional perceptual term), pix2pixHD's
+feature matching."""
 
 from imgtrans.losses.feature_matching import feature_matching_loss
 from imgtrans.losses.gan import GAN_MODES, GANLoss, gradient_penalty

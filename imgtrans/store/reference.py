@@ -198,7 +198,9 @@ def reference_arguments(state_dict: Mapping[str, torch.Tensor], arch: str) -> di
         enhancers = _count(state_dict, r"model(\d+)_1\.")
         local = _convs(state_dict, f"model{enhancers}_2.") if enhancers else []
         if not local:
-            raise ValueError("no local enhancer in the state dict (no model1_1.* keys): it is not a pix2pixHD local generator")
+            raise ValueError(
+                "no local enhancer in the state dict (no model1_1.* keys): it is not a pix2pixHD local generator"
+            )
         first = _convs(state_dict, "model1_1.")[0]
         args.update(
             in_channels=first.shape[1],
