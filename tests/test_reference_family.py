@@ -237,3 +237,11 @@ def test_the_paper_s_defaults_are_the_cityscapes_recipe_s_sizes():
     with torch.device("meta"):
         ours = imgtrans.build("multiscale-patchgan", in_channels=39).state_dict()
     assert [tuple(v.shape) for v in ours.values()] == [tuple(s) for s in layout["label2city_D"].values()]
+
+
+def test_build_with_weights_reads_a_pix2pixhd_checkpoint(tmp_path):
+    state, io = golden("local-instance")
+    _, expected = GENERATORS["local-instance"]
+    model = imgtrans.build("pix2pixhd-local", **expected, weights=saved(state, tmp_path)).eval()
+    with torch.no_grad():
+        assert (model(io["input"]) - io["output"]).abs().max().item() < TOLERANCE
