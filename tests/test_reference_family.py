@@ -203,6 +203,8 @@ def test_a_checkpoint_of_another_network_is_refused_in_one_line(name, arch, tmp_
 
 LAYOUTS = {
     # layouts.json entry: (arch, what the converter must read from it)
+    "cyclegan_2017_G": ("resnet9", dict(in_channels=3, out_channels=3, base_channels=64, norm="instance")),
+    "cyclegan_2017_D": ("patchgan70", dict(in_channels=3, base_channels=64, norm="instance")),
     "label2city_512p_G": ("pix2pixhd-global", dict(in_channels=36, base_channels=64, n_downsampling=4, n_blocks=9)),
     "label2city_1024p_G": (
         "pix2pixhd-local",
@@ -215,7 +217,7 @@ LAYOUTS = {
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
-def test_full_width_layouts_of_pix2pixhd_s_cityscapes_networks(name):
+def test_full_width_layouts_of_cyclegan_s_and_pix2pixhd_s_published_networks(name):
     layout = json.loads((FIXTURES / "layouts.json").read_text())[name]
     arch, expected = LAYOUTS[name]
     fake = {key: torch.empty(shape, device="meta") for key, shape in layout.items()}

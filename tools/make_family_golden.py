@@ -9,7 +9,8 @@ may be the path of its ``models/networks.py``. The reference code is imported fr
 copied into imgtrans. Each case is written as ``NAME.safetensors`` holding ``reference.KEY`` (the
 network's ``state_dict()`` under the reference's own key names, as its checkpoints hold it), the
 inputs and the reference's outputs in eval mode; tests/test_reference_family.py converts and compares.
-``layouts.json`` lists the keys and shapes of pix2pixHD's networks at full width (its Cityscapes sizes).
+``layouts.json`` lists the keys and shapes of networks at full width: CycleGAN's published 2017 G and D
+(with their InstanceNorm buffers) and pix2pixHD's at its Cityscapes sizes.
 
 Weights are drawn at a larger scale than the reference's N(0, 0.02) initialisation, and BatchNorm
 statistics are random, so that every layer moves the output and eval mode is a real test.
@@ -181,13 +182,21 @@ def pix2pixhd_cases(hd: types.ModuleType) -> dict[str, dict[str, torch.Tensor]]:
     return cases
 
 
-def full_width_layouts(hd: types.ModuleType) -> dict[str, dict[str, list[int]]]:
-    """Keys and shapes of pix2pixHD's networks at the sizes of its Cityscapes recipes (on the meta device).
-
-    36 input channels: 35 labels and the instance-boundary map; the discriminator also sees the image.
+def full_width_layouts(ref: types.ModuleType, hd: types.ModuleType) -> dict[str, dict[str, list[int]]]:
+    """Keys and shapes at full width (on the meta device): CycleGAN's published 2017 G and D, and
+    pix2pixHD's networks at the sizes of its Cityscapes recipes (36 input channels: 35 labels and the
+    instance-boundary map; the discriminator also sees the image).
     """
     norm = instance_norm()
+    flags = supported(ref.ResnetGenerator, no_antialias=True, no_antialias_up=True, use_deconvolution=True)
     with torch.device("meta"):
+        cyclegan_g = ref.ResnetGenerator(3, 3, 64, norm_layer=norm, use_dropout=False, n_blocks=9, **flags)
+        d_flags = supported(ref.NLayerDiscriminator, no_antialias=True)
+        cyclegan_d = ref.NLayerDiscriminator(3, 64, n_layers=3, norm_layer=norm, **d_flags)
+        legacy = {
+            "cyclegan_2017_G": with_2017_buffers(cyclegan_g, cyclegan_g.state_dict()),
+            "cyclegan_2017_D": with_2017_buffers(cyclegan_d, cyclegan_d.state_dict()),
+        }
         nets = {
             "label2city_512p_G": hd.GlobalGenerator(36, 3, 64, 4, 9, norm),
             "label2city_1024p_G": hd.LocalEnhancer(36, 3, 32, 4, 9, 1, 3, norm),
@@ -195,7 +204,8 @@ def full_width_layouts(hd: types.ModuleType) -> dict[str, dict[str, list[int]]]:
             "deep_D_512_cap": hd.MultiscaleDiscriminator(39, 64, 5, norm, False, num_D=2, getIntermFeat=False),
             "global_batch_G": hd.GlobalGenerator(36, 3, 64, 4, 9, nn.BatchNorm2d),
         }
-    return {name: {k: list(v.shape) for k, v in net.state_dict().items()} for name, net in nets.items()}
+    states = {**legacy, **{name: net.state_dict() for name, net in nets.items()}}
+    return {name: {k: list(v.shape) for k, v in state.items()} for name, state in states.items()}
 
 
 def write(cases: dict[str, dict[str, torch.Tensor]], out: Path, force: bool) -> None:
@@ -227,7 +237,7 @@ def main() -> None:
     layouts = args.out / "layouts.json"
     if layouts.exists() and not args.force:
         raise SystemExit(f"{layouts} exists; pass --force to replace it")
-    layouts.write_text(json.dumps(full_width_layouts(hd), indent=0) + "\n")
+    layouts.write_text(json.dumps(full_width_layouts(ref, hd), indent=0) + "\n")
     print(f"wrote {layouts}")
 
 
