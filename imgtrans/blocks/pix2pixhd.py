@@ -69,8 +69,8 @@ def head(channels: int, out_channels: int) -> nn.Conv2d:
 def pad_for(x: torch.Tensor, halvings: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Pad to a multiple of ``2**halvings`` with sides of at least 2 pixels at the coarsest level.
 
-    Two pixels is what the 3x3 reflection padding of the residual blocks needs; on sides that
-    are such multiples already, nothing changes and the output equals the reference's.
+    Two pixels is what the 3x3 reflection padding of the residual blocks needs. Sides that are
+    such multiples and that large already are left as they are: the output equals the reference's.
     """
     return pad_to_multiple(x, 2**halvings, minimum=max(2 ** (halvings + 1), 4))
 
