@@ -9,9 +9,10 @@ The public API is what the package's modules use of each other, and what the doc
 A module that declares ``__all__`` says so itself. In the others, a name defined there is public
 when another module of the package uses it (imports it, calls ``module.name``, or exports it as a
 string in an ``__all__`` or a lazy-import table), when a docstring links to it, or when the prose
-pages or the README show it in code; an exception class is public too (callers catch it). A name its own module uses alone (or only the tests use) is that module's helper, and the
-reference leaves it out. The rule follows functions as they move between modules, where a list of
-members per page would go stale. ``filters: public`` in mkdocs.yml then shows only public objects.
+pages or the README show it in code; an exception class is public too (callers catch it). A name
+that only its own module uses (or only the tests) is that module's helper, and the reference
+leaves it out. The rule follows functions as they move between modules, where a list of members
+per page would go stale. ``filters: public`` in mkdocs.yml then shows only public objects.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import griffe
 
 _FENCE = re.compile(r"^(```+|~~~+)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
+_CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
 _LINK = re.compile(r"\]\[([\w.]+)\]|\[([\w.]+)\]\[\]")  # [text][imgtrans.x.y] and [imgtrans.x.y][]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -95,7 +96,9 @@ def _modules(module: griffe.Module):
 
 
 def _is_exception(obj: griffe.Object) -> bool:
-    return obj.is_class and any(str(base).endswith(("Error", "Exception", "Warning")) for base in [obj.name, *obj.bases])
+    if not obj.is_class:
+        return False
+    return any(name.endswith(("Error", "Exception", "Warning")) for name in [obj.name, *map(str, obj.bases)])
 
 
 class ReferenceRules(griffe.Extension):
