@@ -76,6 +76,7 @@ def test_helpers_that_only_their_module_uses_are_private(package, path):
         "imgtrans.store.checkpoint.optimizer_to_tensors",  # a docstring links to it
         "imgtrans.deploy.translators.load_translator",  # the cookbook shows it
         "imgtrans.train.run.RunInUseError",  # an exception a caller may catch
+        "imgtrans.store.checkpoint.Checkpoint",  # what load_checkpoint returns
     ],
 )
 def test_what_other_modules_docstrings_and_pages_use_is_public(package, path):

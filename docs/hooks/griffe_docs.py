@@ -9,7 +9,8 @@ The public API is what the package's modules use of each other, and what the doc
 A module that declares ``__all__`` says so itself. In the others, a name defined there is public
 when another module of the package uses it (imports it, calls ``module.name``, or exports it as a
 string in an ``__all__`` or a lazy-import table), when a docstring links to it, or when the prose
-pages or the README show it in code; an exception class is public too (callers catch it). A name
+pages or the README show it in code; an exception class is public too (callers catch it), and so
+is what a public function of the module takes or returns (its annotations name it). A name
 that only its own module uses (or only the tests) is that module's helper, and the reference
 leaves it out. The rule follows functions as they move between modules, where a list of members
 per page would go stale. ``filters: public`` in mkdocs.yml then shows only public objects.
@@ -101,6 +102,20 @@ def _is_exception(obj: griffe.Object) -> bool:
     return any(name.endswith(("Error", "Exception", "Warning")) for name in [obj.name, *map(str, obj.bases)])
 
 
+def _names_in_signatures(module: griffe.Module) -> set[str]:
+    """The identifiers in the annotations of the public functions and methods of ``module``."""
+    functions = []
+    for member in module.members.values():
+        if member.is_alias or not member.is_public:
+            continue
+        if member.is_function:
+            functions.append(member)
+        elif member.is_class:
+            functions += [m for n, m in member.members.items() if m.is_function and (n == "__init__" or n[0] != "_")]
+    annotations = [str(f.returns) for f in functions] + [str(p.annotation) for f in functions for p in f.parameters]
+    return {name for text in annotations for name in _IDENTIFIER.findall(text)}
+
+
 class ReferenceRules(griffe.Extension):
     """Fences doctests and marks each module-level name public or private, as the module docstring says."""
 
@@ -121,3 +136,7 @@ class ReferenceRules(griffe.Extension):
             for name, member in module.members.items():
                 if not member.is_alias and not name.startswith("_"):
                     member.public = name in elsewhere or member.path in linked or _is_exception(member)
+            for name in _names_in_signatures(module):  # what a public function takes or returns
+                member = module.members.get(name)
+                if member is not None and not member.is_alias and not name.startswith("_"):
+                    member.public = True
