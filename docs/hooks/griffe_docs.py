@@ -120,6 +120,8 @@ class ReferenceRules(griffe.Extension):
     """Fences doctests and marks each module-level name public or private, as the module docstring says."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        if pkg.filepath is None or ROOT not in Path(pkg.filepath).resolve().parents:
+            return  # the rules are this project's; another package loaded on the way keeps its own
         linked: set[str] = set()
         for obj in _objects(pkg):
             if obj.docstring is not None:
