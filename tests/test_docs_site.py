@@ -52,6 +52,13 @@ def test_fenced_code_and_text_without_prompts_are_left_alone(rules):
         assert rules.fence_doctests(text) == text
 
 
+def test_rest_literal_markers_lose_their_doubled_colon_before_indented_code(rules):
+    code = "\n\n    stack('C64-C128')\n\nA ratio 2::1 stays."
+    assert rules.literal_markers(f"As the paper writes it::{code}") == f"As the paper writes it:{code}"
+    unindented = "Ends with a marker::\n\nno indented block."
+    assert rules.literal_markers(unindented) == unindented
+
+
 @pytest.fixture(scope="module")
 def package(rules):
     import griffe

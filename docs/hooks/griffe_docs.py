@@ -3,7 +3,8 @@
 Doctest examples become code blocks. Griffe's Google parser reads ``>>>`` lines as code only inside an
 ``Examples:`` section; anywhere else (a description, an ``Example:`` admonition) Markdown takes
 ``>>>`` for three nested quotes and runs the lines together. Every run of ``>>>`` lines (up to the next
-blank line) outside a fence is fenced as ``pycon``, so no docstring has to know the rule.
+blank line) outside a fence is fenced as ``pycon``, so no docstring has to know the rule; likewise
+reST's ``text::`` before an indented block (already code in Markdown) loses its doubled colon.
 
 The public API is what the package's modules use of each other, and what the documentation shows.
 A module that declares ``__all__`` says so itself. In the others, a name defined there is public
@@ -28,6 +29,7 @@ import griffe
 _FENCE = re.compile(r"^(```+|~~~+)")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
+_LITERAL = re.compile(r"(\S)::\n\n(?=[ \t]+\S)")  # "text::", a blank line, an indented block
 _LINK = re.compile(r"\]\[([\w.]+)\]|\[([\w.]+)\]\[\]")  # [text][imgtrans.x.y] and [imgtrans.x.y][]
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +58,14 @@ def fence_doctests(text: str) -> str:
         out.append(line)
         i += 1
     return "\n".join(out)
+
+
+def literal_markers(text: str) -> str:
+    """``text`` with reST's ``::`` before an indented code block written as Markdown reads it, ``:``.
+
+    The indented block is already code in Markdown; only the marker would show, doubled.
+    """
+    return _LITERAL.sub(r"\1:\n\n", text)
 
 
 def names_used(source: str) -> set[str]:
@@ -125,7 +135,7 @@ class ReferenceRules(griffe.Extension):
         linked: set[str] = set()
         for obj in _objects(pkg):
             if obj.docstring is not None:
-                obj.docstring.value = fence_doctests(obj.docstring.value)
+                obj.docstring.value = literal_markers(fence_doctests(obj.docstring.value))
                 linked.update(a or b for a, b in _LINK.findall(obj.docstring.value))
         modules = [module for module in _modules(pkg) if module.filepath is not None]
         used_by = {module.path: names_used(Path(module.filepath).read_text(encoding="utf-8")) for module in modules}
