@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import imgtrans.models  # noqa: F401  (registers the built-in names this module checks against)
-from imgtrans.registry import DIRECTIONS, Direction, Entry, entry
+from imgtrans.registry import Direction, Entry, check_direction, entry
 
 MAX_PARAMETERS = 2**30
 """The most elements (parameters and buffers) a configuration may describe: 4 GiB of float32."""
@@ -166,10 +166,8 @@ class ModelConfig:
         return config, {k: v for k, v in data.items() if k not in ("name", "arguments", "direction")}
 
 
-def _direction(direction: Any, source: str = "direction") -> Direction | None:
-    if direction is not None and direction not in DIRECTIONS:
-        raise ValueError(f"{source}: direction must be 'AtoB' or 'BtoA'; got {direction!r}")
-    return direction
+def _direction(direction: Any, source: str | None = None) -> Direction | None:
+    return check_direction(direction, "direction" if source is None else f"{source}: direction")
 
 
 def _architecture(item: Entry, arguments: Mapping[str, Any], neutral: bool = False) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from imgtrans.registry import Direction, DirectionError, check_direction
+
 Amp = Literal["fp32", "bf16", "fp16"]
 FORMAT = 2  # 1 (imgtrans 0.1): ``epochs`` counted the constant-rate epochs only
 
@@ -27,6 +29,24 @@ class SettingError(ValueError):
         return f"--{self.setting.replace('_', '-')} {self.problem}"
 
 
+class SettingWarning(UserWarning):
+    """Advice about a setting, worded for Python (``amp='bf16'``) and, as ``cli_message``, for flags.
+
+    ``text`` names settings as ``{name}`` placeholders, filled from ``values``:
+    ``SettingWarning("use {amp} here", amp="bf16")`` reads ``use amp='bf16' here`` in Python and
+    ``use --amp bf16 here`` on the command line.
+    """
+
+    def __init__(self, text: str, **values: Any) -> None:
+        self.text, self.values = text, values
+        super().__init__(text.format(**{k: f"{k}={v!r}" for k, v in values.items()}))
+
+    @property
+    def cli_message(self) -> str:
+        """The advice in the command line's words."""
+        return self.text.format(**{k: f"--{k.replace('_', '-')} {v}" for k, v in self.values.items()})
+
+
 @dataclass
 class TrainConfig:
     """A training run. Defaults are the paper's recipe for facades.
@@ -38,7 +58,7 @@ class TrainConfig:
             (imgtrans data list); not needed when a dataset is passed to the trainer directly.
         direction: AtoB or BtoA: which half of the AB images is the input (facades labels -> photo
             is BtoA); by default the configuration's own, and required when it has none.
-        out: run folder for checkpoints, logs and samples.
+        out: run folder for checkpoints, logs and samples; by default runs/MODEL (runs/pix2pix-facades).
         epochs: epochs in all.
         epochs_decay: the last epochs, over which the learning rate decays linearly to zero (the
             reference code's schedule); half of the epochs by default.
@@ -73,15 +93,15 @@ class TrainConfig:
         val_metric: ``"l1"``, ``"psnr"``, ``"ssim"`` or ``"fid"``: the score that picks the best model,
             kept in ``out/best``.
         inception_weights: the Inception weights file when ``val_metric="fid"`` (default: the cache).
-        log_to: where to log besides ``log.jsonl``: ``["tensorboard"]`` or ``[]`` (see
+        log_to: where to log besides ``log.jsonl``: tensorboard, or nowhere else (the default; see
             [imgtrans.train.loggers][imgtrans.train.loggers]).
     """
 
     model: str = "pix2pix-facades"
     model_args: dict[str, Any] = field(default_factory=dict)
     data: str | None = None
-    direction: Literal["AtoB", "BtoA"] | None = None
-    out: str = "runs/pix2pix"
+    direction: Direction | None = None
+    out: str | None = None
     epochs: int = 200
     epochs_decay: int | None = None
     batch_size: int = 1
@@ -115,8 +135,12 @@ class TrainConfig:
         self.betas = tuple(self.betas)  # JSON gives lists
         if self.amp not in ("fp32", "bf16", "fp16"):
             raise SettingError("amp", f"must be fp32, bf16 or fp16; got {self.amp!r}")
-        if self.direction not in (None, "AtoB", "BtoA"):
-            raise SettingError("direction", f"must be AtoB or BtoA; got {self.direction!r}")
+        try:
+            check_direction(self.direction)
+        except DirectionError as error:
+            raise SettingError("direction", error.problem) from None
+        if self.out is None:  # one default, the same for training, resuming and the help
+            self.out = f"runs/{self.model}"
         if not isinstance(self.model_args, dict):
             raise SettingError("model_args", f"must be a JSON object of arguments; got {self.model_args!r}")
         for name in ("epochs", "batch_size", "num_samples"):
