@@ -18,6 +18,7 @@ resumed run trims its log back to its checkpoint ([trim_log][imgtrans.train.run.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -26,8 +27,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from torch import nn
 
 from imgtrans.io import atomic_write, remove_stale_temporaries
+from imgtrans.store.checkpoint import load_checkpoint
 
 LOCK_FILE = ".lock"
 HISTORY = ("checkpoints", "log.jsonl", "samples", "model", "best", "tensorboard")
@@ -186,3 +192,38 @@ def _logged_step(line: str) -> int | None:
         return json.loads(line)["step"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return None
+
+
+# ------------------------------------------------------------------------ good checkpoints only
+def kept(checkpoint: Path) -> str:
+    """Which checkpoint a failure leaves, in words."""
+    if not checkpoint.exists():
+        return "no checkpoint was written"
+    try:
+        step = load_checkpoint(checkpoint).meta["step"]
+    except (ValueError, OSError, KeyError):
+        return f"the checkpoint {checkpoint} was left as it was"
+    return f"the last good checkpoint is {checkpoint} (step {step})"
+
+
+@contextlib.contextmanager
+def writing(what: str, path: Path, checkpoint: Path) -> Iterator[None]:
+    """Turn a failed write of ``what`` to ``path`` into one line that says what was kept."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OSError(
+            error.errno,
+            f"cannot write {what} {path}: {reason}. Nothing was lost: {kept(checkpoint)}; free some space "
+            "(or make the folder writable), then resume the run",
+        ) from None
+
+
+def non_finite_tensors(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> list[str]:
+    """Names of the model's and optimisers' floating-point tensors holding NaN or infinity."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for name, optimizer in optimizers.items():
+        for slots in optimizer.state.values():
+            tensors.update({f"optimizer {name}.{k}": v for k, v in slots.items() if isinstance(v, torch.Tensor)})
+    return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]

@@ -28,18 +28,17 @@ from tqdm.auto import tqdm
 
 from imgtrans.data.paired import PairedImageDataset
 from imgtrans.devices import resolve_device
-from imgtrans.io import save_image
 from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
-from imgtrans.train import setup
 from imgtrans.train.distributed import Distributed
 from imgtrans.train.loading import epoch_batches
 from imgtrans.train.loggers import RunLoggers, require
 from imgtrans.train.objective import StepContext, TrainableModel
-from imgtrans.train.run import RunFolder, RunSummary, trim_log
-from imgtrans.train.samples import image_grid
+from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
+from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
+from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
 from imgtrans.train.signals import stop_requests
 from imgtrans.train.validation import Validator
 
@@ -97,29 +96,30 @@ class Trainer:
         device = resolve_device(config.device)
         self.dist = Distributed.from_env(device.type)
         self.device = resolve_device(config.device, self.dist.local_rank)
-        setup.check_precision(config.amp, self.device)
+        check_precision(config.amp, self.device)
         torch.manual_seed(config.seed)
         self.model = model if model is not None else build(config.model, **config.model_args)
         if not isinstance(getattr(self.model, "config", None), ModelConfig):
             raise TypeError("the trainer needs a model made by imgtrans.build, so checkpoints can rebuild it")
         if not isinstance(self.model, TrainableModel):
             raise TypeError(
-                f"{type(self.model).__name__} defines no training objective: it needs networks(), optimizer_parameters() "
-                "and training_step() (see imgtrans.train.objective)"
+                f"{type(self.model).__name__} defines no training objective: it needs networks(), "
+                "optimizer_parameters() and training_step() (see imgtrans.train.objective)"
             )
-        self.direction = self._resolve_direction(config, needed=train_data is None or val_data is None and config.val_data)
+        reads_folders = train_data is None or val_data is None and config.val_data is not None
+        self.direction = self._resolve_direction(config, needed=reads_folders)
         self.config = config = dataclasses.replace(config, direction=self.direction)  # the run records it
         self.model.config = self.model.config.with_direction(self.direction)
         self.model.config.to_dict()  # checkpoints must be able to record it: refuse now, not at the first save
         if config.sync_bn and self.dist.enabled:
             if self.device.type != "cuda":
                 raise SettingError("sync_bn", "needs CUDA: torch synchronises BatchNorm statistics only between GPUs")
-            setup.sync_batchnorm(self.model)
+            sync_batchnorm(self.model)
         self.model.to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if config.compile:
-            for network in setup.networks_of(self.model).values():
+            for network in networks_of(self.model).values():
                 network.compile()
         self.train_data, self.sample_data = self._datasets(train_data, sample_data)
         self.out = Path(config.out)
@@ -131,11 +131,11 @@ class Trainer:
         self.optimizers = {name: torch.optim.Adam(parameters, **adam) for name, parameters in groups.items()}
         factor = lr_factor(config.epochs - config.decay_epochs, config.decay_epochs)
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
-        scaler = setup.grad_scaler(config.amp, self.device)
+        scaler = grad_scaler(config.amp, self.device)
         self.context = StepContext(self.optimizers, scaler, self.device, config.amp, config.channels_last)
         # The model as the training step sees it: DDP-wrapped networks under torchrun.
         self.net = (
-            setup.distributed_view(self.model, self.device, find_unused_parameters=config.freeze_encoder_steps > 0)
+            distributed_view(self.model, self.device, find_unused_parameters=config.freeze_encoder_steps > 0)
             if self.dist.enabled else self.model
         )  # fmt: skip
         self.validator = self._validator(val_data) if self.dist.is_main else None
@@ -221,10 +221,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------ a step
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision as configured (a no-op for fp32)."""
-        return setup.autocast(self.config.amp, self.device)
+        return autocast(self.config.amp, self.device)
 
     def train_step(self, batch: dict) -> None:
-        """One step of the model's objective on ``batch`` (``model.training_step``, see [imgtrans.train.objective][])."""
+        """One step of the model's objective on ``batch``: ``model.training_step`` (see [imgtrans.train.objective][])."""
         if self.config.freeze_encoder_steps:
             self._freeze_encoder(self.step < self.config.freeze_encoder_steps)
         self.context.step = self.step
@@ -235,7 +235,8 @@ class Trainer:
     def _freeze_encoder(self, frozen: bool) -> None:
         freeze = getattr(self.model, "freeze_encoder", None)
         if freeze is None:
-            raise SettingError("freeze_encoder_steps", f"needs a model with an encoder to freeze; {type(self.model).__name__} has no freeze_encoder()")
+            name = type(self.model).__name__
+            raise SettingError("freeze_encoder_steps", f"needs a model with an encoder to freeze; {name} has none")
         freeze(frozen)
 
     def _accumulate(self, terms: dict[str, torch.Tensor], images: int) -> None:
@@ -263,14 +264,7 @@ class Trainer:
             )
 
     def _kept(self) -> str:
-        """Which checkpoint a failure leaves, in words."""
-        if not self.checkpoint_path.exists():
-            return "no checkpoint was written"
-        try:
-            step = load_checkpoint(self.checkpoint_path).meta["step"]
-        except (ValueError, OSError, KeyError):
-            return f"the checkpoint {self.checkpoint_path} was left as it was"
-        return f"the last good checkpoint is {self.checkpoint_path} (step {step})"
+        return kept(self.checkpoint_path)
 
     # ------------------------------------------------------------------------------- the loop
     def fit(self, resume: bool = False, overwrite: bool = False) -> RunSummary:
@@ -397,7 +391,7 @@ class Trainer:
         failed write (a full or read-only disk) leaves the previous one intact.
         """
         self._raise_if_not_finite({k: v.item() for k, v in self._sums.items()})
-        if bad := self._non_finite_state():
+        if bad := non_finite_tensors(self.model, self.optimizers):
             raise NonFiniteLossError(
                 f"non-finite values at step {self.step} in {len(bad)} tensor(s) of the model or optimiser "
                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): training diverged and {self._kept()}. "
@@ -416,26 +410,8 @@ class Trainer:
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
         return self.checkpoint_path
 
-    def _non_finite_state(self) -> list[str]:
-        """Names of the model's and optimisers' floating-point tensors holding NaN or infinity."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for name, optimizer in self.optimizers.items():
-            for index, slots in optimizer.state.items():
-                tensors.update({f"optimizer {name}.{k}": v for k, v in slots.items() if isinstance(v, torch.Tensor)})
-        return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-
-    @contextlib.contextmanager
-    def _writing(self, what: str, path: Path) -> Iterator[None]:
-        """Turn a failed write into one line that says what was kept."""
-        try:
-            yield
-        except OSError as error:
-            reason = error.strerror or str(error)
-            raise OSError(
-                error.errno,
-                f"cannot write {what} {path}: {reason}. Nothing was lost: {self._kept()}; free some space "
-                "(or make the folder writable), then resume the run",
-            ) from None
+    def _writing(self, what: str, path: Path) -> contextlib.AbstractContextManager:
+        return writing(what, path, self.checkpoint_path)
 
     def load(self, path: Path) -> None:
         """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint."""
@@ -450,7 +426,8 @@ class Trainer:
             )
         self.model.load_state_dict(checkpoint.section("model"), strict=True)
         for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name]))
+            state = optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name])
+            optimizer.load_state_dict(state)
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
             # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
@@ -464,13 +441,8 @@ class Trainer:
 
     def write_samples(self) -> Path:
         """Save input | output | target for the first ``num_samples`` sample images."""
-        n = min(self.config.num_samples, len(self.sample_data))
-        items = [self.sample_data[i] for i in range(n)]
-        x = torch.stack([it["input"] for it in items]).to(self.device)
-        y = torch.stack([it["target"] for it in items])
-        with self.autocast():
-            out = self.model.translate(x).float()
-        return save_image(image_grid([x, out, y]), self.out / "samples" / f"step-{self.step:06d}.png")
+        path = self.out / "samples" / f"step-{self.step:06d}.png"
+        return write_samples(self.model, self.sample_data, self.config.num_samples, self.device, self.autocast(), path)
 
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
