@@ -65,8 +65,8 @@ class TrainConfig:
         batch_size: images per step and per process (1 in the paper for facades).
         lr: Adam's learning rate.
         betas: Adam's betas.
-        load_size: side images are resized to before the random crop (286).
-        crop_size: side of the random crop (256).
+        load_size: side images are resized to before the random crop; none keeps their size.
+        crop_size: side of the random crop (and of validation images); none does not crop.
         flip: random horizontal mirroring.
         check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
             (a folder of single photos is not a folder of pairs).
@@ -74,7 +74,7 @@ class TrainConfig:
             gradient scaler (CUDA; on the CPU, to check that code path).
         device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
         channels_last: run convolutions in the channels-last memory format.
-        compile: compile the generator and discriminator with torch.compile.
+        compile: compile each of the model's networks (generator, discriminator) with torch.compile.
         sync_bn: under torchrun, synchronise BatchNorm statistics across processes (CUDA only). Off
             by default: the paper normalises over each process's own batch, as single-GPU training does.
         seed: seed of weights, data order, augmentation and dropout.
@@ -82,17 +82,16 @@ class TrainConfig:
         log_every: steps between log lines (progress bar and log.jsonl).
         sample_every: steps between sample grids (0: only before and after training).
         checkpoint_every: steps between checkpoints (0: only at the end); one is also written at
-            the end, on Ctrl-C, and at the end of every epoch.
+            the end and on Ctrl-C.
         max_steps: stop after this many steps in all (the schedule still spans every epoch).
-        freeze_encoder_steps: keep generator.encoder frozen for the first N steps (for generators
-            with a pretrained encoder).
+        freeze_encoder_steps: keep the model's pretrained encoder (pix2pix: generator.encoder) frozen,
+            without gradients or BatchNorm updates, for the first N steps.
         num_samples: images in each sample grid.
         val_data: folder of held-out paired images to validate on (see
-            [imgtrans.train.validation][imgtrans.train.validation]); ``None``: no validation.
+            [imgtrans.train.validation][imgtrans.train.validation]); without it, no validation.
         val_every: steps between validations (0: only at the end); the last step is always validated.
-        val_metric: ``"l1"``, ``"psnr"``, ``"ssim"`` or ``"fid"``: the score that picks the best model,
-            kept in ``out/best``.
-        inception_weights: the Inception weights file when ``val_metric="fid"`` (default: the cache).
+        val_metric: l1, psnr, ssim or fid: the score that picks the best model, kept in ``OUT/best``.
+        inception_weights: the Inception weights file when validating by fid (default: the cache).
         log_to: where to log besides ``log.jsonl``: tensorboard, or nowhere else (the default; see
             [imgtrans.train.loggers][imgtrans.train.loggers]).
     """
