@@ -32,7 +32,10 @@ def lines(text: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------- the direction
-@pytest.mark.parametrize("config, direction, half", [("pix2pix-facades", "BtoA", "right"), ("pix2pix-sat2map", "AtoB", "left")])
+CONFIGURATIONS = [("pix2pix-facades", "BtoA", "right"), ("pix2pix-sat2map", "AtoB", "left")]
+
+
+@pytest.mark.parametrize("config, direction, half", CONFIGURATIONS)
 def test_train_with_validation_data_and_no_direction_uses_and_records_the_configurations(
     tmp_path, data, capsys, config, direction, half
 ):

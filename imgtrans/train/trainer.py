@@ -224,7 +224,7 @@ class Trainer:
         return autocast(self.config.amp, self.device)
 
     def train_step(self, batch: dict) -> None:
-        """One step of the model's objective on ``batch``: ``model.training_step`` (see [imgtrans.train.objective][])."""
+        """One step of the model's objective on ``batch``: its ``training_step`` (see [imgtrans.train.objective][])."""
         if self.config.freeze_encoder_steps:
             self._freeze_encoder(self.step < self.config.freeze_encoder_steps)
         self.context.step = self.step
