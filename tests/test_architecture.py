@@ -1,4 +1,4 @@
-"""The package's layers as folders: a leaf registry, imports only downwards, no import cycle, one module for the network."""
+"""The package's layers as folders: a leaf registry, imports only downwards, no cycle, one network module."""
 
 import ast
 import json
