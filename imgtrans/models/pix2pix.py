@@ -42,6 +42,9 @@ class Pix2Pix(nn.Module):
     [generator_loss][imgtrans.models.pix2pix.Pix2Pix.generator_loss].
     """
 
+    progress_terms = ("d_loss", "g_gan", "g_l1")
+    """The loss terms the trainer's progress bar shows."""
+
     def __init__(
         self,
         generator: nn.Module,

@@ -378,7 +378,7 @@ class Trainer:
         self._images = 0
         if log is not None:
             log.record(record)
-            terms = [k for k in ("d_loss", "g_gan", "g_l1") if k in means] or list(means)[:3]
+            terms = [k for k in getattr(self.model, "progress_terms", ()) if k in means] or list(means)[:3]
             shown = {k: f"{record[k]:.3g}" for k in (*terms, "img_per_s") if k in record}
             bar.set_postfix({**shown, **self._val_postfix}, refresh=False)
         return now
