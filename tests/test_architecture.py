@@ -22,8 +22,8 @@ def imports(path: Path, type_checking: bool = False) -> set[str]:
     imports the package root ``imgtrans``.
     """
     tree, found = ast.parse(path.read_text()), set()
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-               for n in ast.walk(node)} if not type_checking else set()  # fmt: skip
+    guarded = [node for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)]
+    skipped = set() if type_checking else {id(n) for node in guarded for n in ast.walk(node)}
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue

@@ -7,13 +7,18 @@ trainer learns nothing about it beyond imgtrans.train.objective's three methods.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 import torch
 from torch import nn
 
 import imgtrans
-from imgtrans.data import SyntheticFacades
+from imgtrans.data import SyntheticFacades, write_ab_folder
 from imgtrans.inference import translate
 from imgtrans.registry import register
 from imgtrans.store.checkpoint import load_checkpoint
@@ -59,10 +64,11 @@ class ToyCycle(nn.Module):
         def mse(prediction: torch.Tensor, target: float) -> torch.Tensor:  # least-squares GAN loss
             return ((prediction - target) ** 2).mean()
 
-        with step.autocast():  # the generators' update (LSGAN), D frozen
+        for d in (self.d_a, self.d_b):
+            d.requires_grad_(False)
+        # The generators' update (LSGAN); D frozen, and under torchrun not synchronised for it.
+        with step.autocast(), step.no_sync(self.d_a), step.no_sync(self.d_b):
             fake_b, fake_a = self.g_ab(a), self.g_ba(b)
-            for d in (self.d_a, self.d_b):
-                d.requires_grad_(False)
             gan = mse(self.d_b(fake_b).float(), 1.0) + mse(self.d_a(fake_a).float(), 1.0)
             cycle = (self.g_ba(fake_b) - a).abs().mean() + (self.g_ab(fake_a) - b).abs().mean()
             g_loss = gan + self.lambda_cycle * cycle.float()
@@ -129,3 +135,38 @@ def test_freezing_an_encoder_needs_a_model_that_has_one(tmp_path):
     trainer = Trainer(settings(tmp_path / "run", freeze_encoder_steps=1, max_steps=1), data, data)
     with pytest.raises(SettingError, match="freeze_encoder_steps needs a model with an encoder to freeze; ToyCycle"):
         trainer.fit()
+
+
+DDP_SCRIPT = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import test_objective  # registers the toy
+from safetensors.torch import save_file
+from imgtrans.train import TrainConfig, Trainer
+config = TrainConfig.from_dict(json.loads(sys.argv[1]))
+trainer = Trainer(config)
+trainer.fit()
+state = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
+save_file(state, f"{config.out}/rank{trainer.dist.rank}.safetensors")
+trainer.dist.close()
+"""
+
+
+def test_the_four_networks_train_under_torchrun_with_gradients_averaged(tmp_path):
+    data = write_ab_folder(SyntheticFacades(4, 16, seed=0), tmp_path / "data")
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT)
+    run = settings(tmp_path / "run", data=str(data), direction="AtoB", max_steps=2, batch_size=1).to_dict()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         json.dumps(run), str(root / "tests")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [load_file(tmp_path / "run" / f"rank{r}.safetensors") for r in (0, 1)]
+    parameters = [k for k in ranks[0] if k.endswith(("weight", "bias"))]  # not the per-process BN statistics
+    assert {k.split(".")[0] for k in parameters} == {"g_ab", "g_ba", "d_a", "d_b"}
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in parameters)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors").meta["world_size"] == 2
