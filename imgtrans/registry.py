@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, TypeVar
 
 T = TypeVar("T", bound=Callable[..., Any])
 Direction = Literal["AtoB", "BtoA"]
+"""Which half of a dataset's AB images is the input: ``"AtoB"`` reads A as the input, ``"BtoA"`` B."""
 DIRECTIONS: tuple[str, ...] = ("AtoB", "BtoA")
 
 PAPER = (
@@ -143,8 +144,7 @@ def register(
         published: the weights published for it, if any.
         **defaults: arguments that replace the target's own defaults.
     """
-    if direction is not None and direction not in DIRECTIONS:
-        raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
+    check_direction(direction)
 
     def add(target: T) -> T:
         if name in _ENTRIES:
@@ -156,6 +156,31 @@ def register(
         return target
 
     return add if target is None else add(target)
+
+
+class DirectionError(ValueError):
+    """A direction that is neither ``"AtoB"`` nor ``"BtoA"``; ``str()`` names the parameter or flag."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        self.name, self.value = name, value
+        self.problem = f"must be AtoB or BtoA; got {value!r}"
+        super().__init__(f"{name} {self.problem}")
+
+
+def check_direction(value: Any, name: str = "direction") -> Direction | None:
+    """``value`` if it is a direction (or ``None``: not known); the one check of a direction in imgtrans.
+
+    Args:
+        value: the direction to check.
+        name: how the caller calls it, for the message: ``"direction"`` in Python, ``"--direction"``
+            on the command line, ``"config.json: direction"`` in a file.
+
+    Raises:
+        DirectionError: ``value`` is neither ``"AtoB"``, ``"BtoA"`` nor ``None``.
+    """
+    if value is not None and value not in DIRECTIONS:
+        raise DirectionError(name, value)
+    return value
 
 
 def entry(name: str) -> Entry:

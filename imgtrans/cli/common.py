@@ -6,13 +6,16 @@ Commands import from here and never from each other.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import inspect
 import json
 import re
+import sys
 import typing
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -123,15 +126,36 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings: type, skip: tu
         hint, flag = hints[field.name], "--" + field.name.replace("_", "-")
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         options: dict[str, Any] = {"dest": field.name, "default": None}
-        text = docs.get(field.name, "")
-        if hint is bool:
-            flag = f"--no-{flag[2:]}" if default else flag
-            options.update(action="store_const", const=not default)
+        text = docs.get(field.name, "").rstrip(".")
+        if hint is bool and default:  # the flag turns off what the field's description says
+            flag, text = f"--no-{flag[2:]}", f"turn off (on by default): {text}"
+            options.update(action="store_const", const=False)
+        elif hint is bool:
+            options.update(action="store_const", const=True)
         else:
-            options["help"] = f"{text} (default {default})" if default not in (None, {}) else text
             options.update(_argparse_type(hint))
-        options.setdefault("help", text)
+            if default not in (None, {}, [], ()):
+                shown = " ".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+                text = f"{text} (default {shown})"
+        options["help"] = text.replace("%", "%%")  # argparse formats help with %
         parser.add_argument(flag, **options)
+
+
+@contextlib.contextmanager
+def warnings_as_lines(prog: str) -> Iterator[None]:
+    """Inside the block, a Python warning is one line on stderr, ``PROG: warning: ...``, in the flags' words.
+
+    (A warning's ``cli_message`` says it as the command line does, like a
+    [SettingError][imgtrans.train.settings.SettingError]'s.)
+    """
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = getattr(message, "cli_message", None) or str(message)
+        print(f"{prog}: warning: {' '.join(text.split())}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def given_settings(args: argparse.Namespace, settings: type) -> dict[str, Any]:
@@ -171,4 +195,6 @@ def _argument_docs(settings: type) -> dict[str, str]:
             docs[name] += " " + line.strip()
         elif line.strip():
             break
-    return {k: re.sub(r"``|\[|\]\[[^\]]*\]", "", v) for k, v in docs.items()}
+    # Cross-references of the docs, [text][target] or [target][], read as their text; ``code`` as code.
+    links = re.compile(r"\[([^\]]+)\]\[([^\]]*)\]")
+    return {k: links.sub(lambda m: m.group(1), v).replace("``", "") for k, v in docs.items()}

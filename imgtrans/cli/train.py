@@ -10,11 +10,13 @@ import argparse
 from pathlib import Path
 
 from imgtrans.store.checkpoint import load_checkpoint
-from imgtrans.cli.common import add_settings_flags, given_settings
+from imgtrans.cli.common import add_settings_flags, given_settings, warnings_as_lines
 from imgtrans.data.downloads import resolve_data
 from imgtrans.registry import did_you_mean, list_models
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train.validation import format_validation_summary
+
+CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -34,9 +36,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The run's settings: those of the checkpoint when resuming, updated by the flags given."""
     given = given_settings(args, TrainConfig)
-    out = Path(args.out or f"runs/{args.model or 'pix2pix'}")
+    out = Path(args.out) if args.out else default_out(args.model, args.resume)
     base: dict = {}
-    checkpoint = out / "checkpoints" / "last.safetensors"
+    checkpoint = out / CHECKPOINT
     if args.resume and checkpoint.is_file():
         base = TrainConfig.from_checkpoint(load_checkpoint(checkpoint).meta["train_config"]).to_dict()
     elif args.resume and args.model is None:
@@ -64,9 +66,26 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.from_dict(base)
 
 
+def default_out(model: str | None, resume: bool) -> Path:
+    """The run folder without ``--out``: ``runs/CONFIG``, TrainConfig's default.
+
+    ``--resume`` without a configuration continues the one run under ``runs/`` with a checkpoint.
+    """
+    if model is not None or not resume:
+        return Path(TrainConfig(model=model or TrainConfig.model).out)
+    runs = sorted(p.parent.parent for p in Path("runs").glob(f"*/{CHECKPOINT}"))
+    if len(runs) > 1:
+        raise ValueError(
+            f"runs/ holds {len(runs)} runs ({', '.join(p.name for p in runs)}); say which to resume: "
+            "imgtrans train CONFIG --resume, or --resume --out FOLDER"
+        )
+    return runs[0] if runs else Path(TrainConfig().out)
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    trainer = Trainer(config)
+    with warnings_as_lines("imgtrans train"):
+        trainer = Trainer(config)
     if trainer.dist.is_main:
         print(
             f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "

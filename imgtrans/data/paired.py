@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -24,8 +23,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from imgtrans.io import IMAGE_EXTENSIONS, convert_channels, image_files, image_to_tensor, read_image
-
-Direction = Literal["AtoB", "BtoA"]
+from imgtrans.registry import Direction, DirectionError, check_direction
 MIN_HALF_ASPECT = 2 / 3
 """An AB file's halves may be at most 1.5 times taller than wide: a single square photo is not a pair."""
 
@@ -70,8 +68,9 @@ class PairedImageDataset(Dataset):
         seed: int = 0,
         check_pairs: bool = True,
     ) -> None:
-        if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
+        if direction is None:
+            raise DirectionError("direction", None)
+        check_direction(direction)
         if load_size is not None and crop_size is not None and crop_size > load_size:
             raise ValueError(f"crop_size ({crop_size}) cannot exceed load_size ({load_size})")
         self.root = Path(root)

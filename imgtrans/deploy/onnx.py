@@ -33,6 +33,7 @@ from torch import nn
 
 from imgtrans.deploy.fusion import inference_copy
 from imgtrans.inference import generator_of
+from imgtrans.registry import check_direction
 
 INPUT, OUTPUT = "input", "output"
 METADATA_KEYS: dict[str, str] = {
@@ -111,8 +112,7 @@ def onnx_metadata(
 
     config = getattr(model, "config", None)
     direction = direction or getattr(config, "direction", None)
-    if direction not in (None, "AtoB", "BtoA"):
-        raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
+    check_direction(direction)
     generator = generator_of(model)
     if out_channels is None:
         arguments = config.arguments if config else {}

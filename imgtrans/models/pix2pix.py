@@ -10,7 +10,7 @@ generator's objective (see [imgtrans.losses.perceptual][]); it is off unless con
 
 from __future__ import annotations
 
-import copy
+import contextlib
 from typing import Any
 
 import torch
@@ -36,9 +36,14 @@ class Pix2Pix(nn.Module):
             ``perceptual(fake, y)``, e.g. a [PerceptualLoss][imgtrans.losses.PerceptualLoss]; not in the paper.
         lambda_perceptual: weight of the perceptual term (10, as pix2pixHD weights its VGG loss).
 
-    One training step is ``fake = model(x)``, an update of D on
-    [discriminator_loss][imgtrans.models.pix2pix.Pix2Pix.discriminator_loss], then an update of G on [generator_loss][imgtrans.models.pix2pix.Pix2Pix.generator_loss].
+    One training step ([training_step][imgtrans.models.pix2pix.Pix2Pix.training_step]) is
+    ``fake = model(x)``, an update of D on
+    [discriminator_loss][imgtrans.models.pix2pix.Pix2Pix.discriminator_loss], then an update of G on
+    [generator_loss][imgtrans.models.pix2pix.Pix2Pix.generator_loss].
     """
+
+    progress_terms = ("d_loss", "g_gan", "g_l1")
+    """The loss terms the trainer's progress bar shows."""
 
     def __init__(
         self,
@@ -69,15 +74,60 @@ class Pix2Pix(nn.Module):
         """The generator's output ``G(x)`` (in the module's current train/eval mode)."""
         return self.generator(x)
 
-    def with_networks(self, generator: nn.Module, discriminator: nn.Module | None) -> "Pix2Pix":
-        """The same objective around other networks, e.g. ``DistributedDataParallel`` wrappers.
+    # ------------------------------------------------------- the training seam (imgtrans.train.objective)
+    def networks(self) -> dict[str, nn.Module]:
+        """The trainable networks by attribute: ``generator`` and, when there is one, ``discriminator``."""
+        nets = {"generator": self.generator}
+        if self.discriminator is not None:
+            nets["discriminator"] = self.discriminator
+        return nets
 
-        The returned model shares everything else with this one; this one is left unchanged.
+    def optimizer_parameters(self) -> dict[str, Any]:
+        """One optimiser for G (``"g"``) and one for D (``"d"``, when there is a D), as in section 3.3."""
+        groups: dict[str, Any] = {"g": self.generator.parameters()}
+        if self.discriminator is not None:
+            groups["d"] = self.discriminator.parameters()
+        return groups
+
+    def training_step(self, batch: dict, step) -> dict[str, torch.Tensor]:
+        """One D update then one G update on ``batch`` (section 3.3); returns the loss terms to log.
+
+        ``fake = G(x)`` is computed once: D's loss sees it detached, G's through D, whose
+        parameters take no gradient in G's update. ``step`` is a
+        [StepContext][imgtrans.train.objective.StepContext].
         """
-        view = copy.copy(self)
-        view._modules = dict(self._modules)  # a shallow copy must not share the submodule table
-        view.generator, view.discriminator = generator, discriminator
-        return view
+        x, y = step.to_device(batch["input"]), step.to_device(batch["target"])
+        with step.autocast():
+            fake = self(x)
+        terms: dict[str, torch.Tensor] = {}
+        d_net = self.discriminator
+        if d_net is not None:
+            with step.autocast():
+                d = self.discriminator_loss(x, y, fake)
+            step.update("d", d["loss"])
+            terms.update(d_loss=d["loss"], d_real=d["real"], d_fake=d["fake"])
+            d_net.requires_grad_(False)  # G's step needs no gradients of D
+        with step.autocast(), step.no_sync(d_net) if d_net is not None else contextlib.nullcontext():
+            g = self.generator_loss(x, y, fake)
+        step.update("g", g["loss"])
+        if d_net is not None:
+            d_net.requires_grad_(True)
+        terms.update({f"g_{k}" if k != "loss" else "g_loss": v for k, v in g.items()})
+        return terms
+
+    def freeze_encoder(self, frozen: bool) -> None:
+        """Freeze (or release) ``generator.encoder``: no gradients, and fixed BatchNorm statistics.
+
+        For generators with a pretrained encoder (``freeze_encoder_steps`` of the trainer).
+        """
+        encoder = getattr(self.generator, "encoder", None)
+        if not isinstance(encoder, nn.Module):
+            raise ValueError(
+                f"freeze_encoder_steps needs a generator with an `encoder` submodule; "
+                f"{type(self.generator).__name__} has none"
+            )
+        encoder.requires_grad_(not frozen)
+        encoder.train(not frozen)
 
     def discriminator_input(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """What the discriminator sees for the pair ``(x, y)``: both concatenated, or ``y``."""

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import imgtrans.models  # noqa: F401  (registers the built-in names this module checks against)
-from imgtrans.registry import DIRECTIONS, Direction, Entry, entry
+from imgtrans.registry import Direction, Entry, check_direction, entry
 
 MAX_PARAMETERS = 2**30
 """The most elements (parameters and buffers) a configuration may describe: 4 GiB of float32."""
@@ -73,7 +73,8 @@ class ModelConfig:
         item = entry(name)
         resolved = item.arguments(dict(overrides or {}))
         _check_types(item, resolved)
-        config = cls(name, _json_form(_architecture(item, resolved)), _direction(direction or item.direction), resolved)
+        direction = check_direction(direction or item.direction)
+        config = cls(name, _json_form(_architecture(item, resolved)), direction, resolved)
         config.check_size()
         return config
 
@@ -98,7 +99,7 @@ class ModelConfig:
         try:
             item = entry(data["name"])
             neutral = _architecture(item, item.arguments(dict(arguments)), neutral=True)
-            config = cls.create(data["name"], neutral, _direction(data.get("direction"), source))
+            config = cls.create(data["name"], neutral, check_direction(data.get("direction")))  # source added below
         except (KeyError, TypeError, ValueError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
             raise ValueError(f"{source}: {message}") from None
@@ -111,7 +112,7 @@ class ModelConfig:
 
     def with_direction(self, direction: str | None) -> "ModelConfig":
         """The same model made for another direction (a run records the one it trained with)."""
-        return ModelConfig(self.name, self.arguments, _direction(direction), self.build_arguments)
+        return ModelConfig(self.name, self.arguments, check_direction(direction), self.build_arguments)
 
     def instantiate(self) -> nn.Module:
         """Call the registered target with this configuration's arguments; ``model.config`` is ``self``."""
@@ -164,12 +165,6 @@ class ModelConfig:
             raise ValueError(f"{path} is not a readable config.json ({error})") from None
         config = cls.from_dict(data, str(path))
         return config, {k: v for k, v in data.items() if k not in ("name", "arguments", "direction")}
-
-
-def _direction(direction: Any, source: str = "direction") -> Direction | None:
-    if direction is not None and direction not in DIRECTIONS:
-        raise ValueError(f"{source}: direction must be 'AtoB' or 'BtoA'; got {direction!r}")
-    return direction
 
 
 def _architecture(item: Entry, arguments: Mapping[str, Any], neutral: bool = False) -> dict[str, Any]:

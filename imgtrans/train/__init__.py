@@ -1,6 +1,8 @@
-"""Training pix2pix: the configuration, the trainer, and its checkpoints."""
+"""Training: the configuration, the trainer that runs a model's objective, and the run it leaves."""
 
+from imgtrans.train.objective import StepContext, TrainableModel
+from imgtrans.train.run import RunSummary
 from imgtrans.train.settings import TrainConfig
-from imgtrans.train.trainer import NonFiniteLossError, RunSummary, Trainer
+from imgtrans.train.trainer import NonFiniteLossError, Trainer
 
-__all__ = ["NonFiniteLossError", "RunSummary", "TrainConfig", "Trainer"]
+__all__ = ["NonFiniteLossError", "RunSummary", "StepContext", "TrainConfig", "TrainableModel", "Trainer"]

@@ -11,19 +11,29 @@ A user's run is their property. [RunFolder][imgtrans.train.run.RunFolder] makes 
   (``overwrite``); otherwise starting fails and names the three ways on.
 - **no leftovers.** Unfinished files of writers that died (``.NAME.tmp-PID``, ``.NAME.part-PID``)
   are removed when a run starts.
+
+What a run left on disk is summed up by a [RunSummary][imgtrans.train.run.RunSummary], and a
+resumed run trims its log back to its checkpoint ([trim_log][imgtrans.train.run.trim_log]).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Mapping
 
-from imgtrans.io import remove_stale_temporaries
+import torch
+from torch import nn
+
+from imgtrans.io import atomic_write, remove_stale_temporaries
+from imgtrans.store.checkpoint import load_checkpoint
 
 LOCK_FILE = ".lock"
 HISTORY = ("checkpoints", "log.jsonl", "samples", "model", "best", "tensorboard")
@@ -140,3 +150,80 @@ def _describe(text: str) -> str:
         return f"process {holder['pid']} on {holder['host']} since {holder['since']}: {holder['command']}"
     except (ValueError, KeyError, TypeError):
         return "a process that left no description"
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or interrupted) run left on disk."""
+
+    out: Path
+    steps: int
+    checkpoint: Path
+    samples: list[Path] = field(default_factory=list)
+    model: Path | None = None
+    interrupted: bool = False
+    # with validation (imgtrans.train.validation): the last and the best model's scores
+    best: Path | None = None
+    best_step: int | None = None
+    best_scores: dict | None = None
+    last_scores: dict | None = None
+    val_metric: str | None = None
+    train_seconds: float = 0.0
+    val_seconds: float = 0.0
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the log records after ``step`` (and a line cut short by a crash), atomically.
+
+    A resumed run trains the steps after its checkpoint again; without this, a run that crashed
+    after its last checkpoint would log those steps twice.
+    """
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
+    if len(kept) == len(lines):
+        return
+    atomic_write(path, "".join(kept))
+
+
+def _logged_step(line: str) -> int | None:
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+# ------------------------------------------------------------------------ good checkpoints only
+def kept(checkpoint: Path) -> str:
+    """Which checkpoint a failure leaves, in words."""
+    if not checkpoint.exists():
+        return "no checkpoint was written"
+    try:
+        step = load_checkpoint(checkpoint).meta["step"]
+    except (ValueError, OSError, KeyError):
+        return f"the checkpoint {checkpoint} was left as it was"
+    return f"the last good checkpoint is {checkpoint} (step {step})"
+
+
+@contextlib.contextmanager
+def writing(what: str, path: Path, checkpoint: Path) -> Iterator[None]:
+    """Turn a failed write of ``what`` to ``path`` into one line that says what was kept."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OSError(
+            error.errno,
+            f"cannot write {what} {path}: {reason}. Nothing was lost: {kept(checkpoint)}; free some space "
+            "(or make the folder writable), then resume the run",
+        ) from None
+
+
+def non_finite_tensors(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> list[str]:
+    """Names of the model's and optimisers' floating-point tensors holding NaN or infinity."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for name, optimizer in optimizers.items():
+        for slots in optimizer.state.values():
+            tensors.update({f"optimizer {name}.{k}": v for k, v in slots.items() if isinstance(v, torch.Tensor)})
+    return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
+from torch.utils.data import Dataset
+
+from imgtrans.io import save_image
 
 
 def as_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -27,3 +32,15 @@ def image_grid(columns: Sequence[torch.Tensor], border: int = 2) -> torch.Tensor
     tiles = torch.stack([as_rgb(c.detach().float().cpu()) for c in columns], dim=1)  # n k c h w
     tiles = F.pad(tiles, (border, border, border, border), value=1.0)
     return rearrange(tiles, "n k c h w -> c (n h) (k w)")
+
+
+def write_samples(
+    model: nn.Module, data: Dataset, count: int, device: torch.device, precision: ContextManager, path: Path
+) -> Path:
+    """Save input | ``model.translate(input)`` | target for the first ``count`` items of ``data`` to ``path``."""
+    items = [data[i] for i in range(min(count, len(data)))]
+    x = torch.stack([it["input"] for it in items]).to(device)
+    y = torch.stack([it["target"] for it in items])
+    with precision:
+        out = model.translate(x).float()
+    return save_image(image_grid([x, out, y]), path)

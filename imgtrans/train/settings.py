@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from imgtrans.registry import Direction, DirectionError, check_direction
+
 Amp = Literal["fp32", "bf16", "fp16"]
 FORMAT = 2  # 1 (imgtrans 0.1): ``epochs`` counted the constant-rate epochs only
 
@@ -27,6 +29,24 @@ class SettingError(ValueError):
         return f"--{self.setting.replace('_', '-')} {self.problem}"
 
 
+class SettingWarning(UserWarning):
+    """Advice about a setting, worded for Python (``amp='bf16'``) and, as ``cli_message``, for flags.
+
+    ``text`` names settings as ``{name}`` placeholders, filled from ``values``:
+    ``SettingWarning("use {amp} here", amp="bf16")`` reads ``use amp='bf16' here`` in Python and
+    ``use --amp bf16 here`` on the command line.
+    """
+
+    def __init__(self, text: str, **values: Any) -> None:
+        self.text, self.values = text, values
+        super().__init__(text.format(**{k: f"{k}={v!r}" for k, v in values.items()}))
+
+    @property
+    def cli_message(self) -> str:
+        """The advice in the command line's words."""
+        return self.text.format(**{k: f"--{k.replace('_', '-')} {v}" for k, v in self.values.items()})
+
+
 @dataclass
 class TrainConfig:
     """A training run. Defaults are the paper's recipe for facades.
@@ -38,15 +58,15 @@ class TrainConfig:
             (imgtrans data list); not needed when a dataset is passed to the trainer directly.
         direction: AtoB or BtoA: which half of the AB images is the input (facades labels -> photo
             is BtoA); by default the configuration's own, and required when it has none.
-        out: run folder for checkpoints, logs and samples.
+        out: run folder for checkpoints, logs and samples; by default runs/MODEL (runs/pix2pix-facades).
         epochs: epochs in all.
         epochs_decay: the last epochs, over which the learning rate decays linearly to zero (the
             reference code's schedule); half of the epochs by default.
         batch_size: images per step and per process (1 in the paper for facades).
         lr: Adam's learning rate.
         betas: Adam's betas.
-        load_size: side images are resized to before the random crop (286).
-        crop_size: side of the random crop (256).
+        load_size: side images are resized to before the random crop; none keeps their size.
+        crop_size: side of the random crop (and of validation images); none does not crop.
         flip: random horizontal mirroring.
         check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
             (a folder of single photos is not a folder of pairs).
@@ -54,7 +74,7 @@ class TrainConfig:
             gradient scaler (CUDA; on the CPU, to check that code path).
         device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
         channels_last: run convolutions in the channels-last memory format.
-        compile: compile the generator and discriminator with torch.compile.
+        compile: compile each of the model's networks (generator, discriminator) with torch.compile.
         sync_bn: under torchrun, synchronise BatchNorm statistics across processes (CUDA only). Off
             by default: the paper normalises over each process's own batch, as single-GPU training does.
         seed: seed of weights, data order, augmentation and dropout.
@@ -62,26 +82,25 @@ class TrainConfig:
         log_every: steps between log lines (progress bar and log.jsonl).
         sample_every: steps between sample grids (0: only before and after training).
         checkpoint_every: steps between checkpoints (0: only at the end); one is also written at
-            the end, on Ctrl-C, and at the end of every epoch.
+            the end and on Ctrl-C.
         max_steps: stop after this many steps in all (the schedule still spans every epoch).
-        freeze_encoder_steps: keep generator.encoder frozen for the first N steps (for generators
-            with a pretrained encoder).
+        freeze_encoder_steps: keep the model's pretrained encoder (pix2pix: generator.encoder) frozen,
+            without gradients or BatchNorm updates, for the first N steps.
         num_samples: images in each sample grid.
         val_data: folder of held-out paired images to validate on (see
-            [imgtrans.train.validation][imgtrans.train.validation]); ``None``: no validation.
+            [imgtrans.train.validation][imgtrans.train.validation]); without it, no validation.
         val_every: steps between validations (0: only at the end); the last step is always validated.
-        val_metric: ``"l1"``, ``"psnr"``, ``"ssim"`` or ``"fid"``: the score that picks the best model,
-            kept in ``out/best``.
-        inception_weights: the Inception weights file when ``val_metric="fid"`` (default: the cache).
-        log_to: where to log besides ``log.jsonl``: ``["tensorboard"]`` or ``[]`` (see
+        val_metric: l1, psnr, ssim or fid: the score that picks the best model, kept in ``OUT/best``.
+        inception_weights: the Inception weights file when validating by fid (default: the cache).
+        log_to: where to log besides ``log.jsonl``: tensorboard, or nowhere else (the default; see
             [imgtrans.train.loggers][imgtrans.train.loggers]).
     """
 
     model: str = "pix2pix-facades"
     model_args: dict[str, Any] = field(default_factory=dict)
     data: str | None = None
-    direction: Literal["AtoB", "BtoA"] | None = None
-    out: str = "runs/pix2pix"
+    direction: Direction | None = None
+    out: str | None = None
     epochs: int = 200
     epochs_decay: int | None = None
     batch_size: int = 1
@@ -115,8 +134,12 @@ class TrainConfig:
         self.betas = tuple(self.betas)  # JSON gives lists
         if self.amp not in ("fp32", "bf16", "fp16"):
             raise SettingError("amp", f"must be fp32, bf16 or fp16; got {self.amp!r}")
-        if self.direction not in (None, "AtoB", "BtoA"):
-            raise SettingError("direction", f"must be AtoB or BtoA; got {self.direction!r}")
+        try:
+            check_direction(self.direction)
+        except DirectionError as error:
+            raise SettingError("direction", error.problem) from None
+        if self.out is None:  # one default, the same for training, resuming and the help
+            self.out = f"runs/{self.model}"
         if not isinstance(self.model_args, dict):
             raise SettingError("model_args", f"must be a JSON object of arguments; got {self.model_args!r}")
         for name in ("epochs", "batch_size", "num_samples"):

@@ -1,47 +1,48 @@
-"""The pix2pix trainer: the paper's optimisation (sections 3.3 and 6.2) with the practicalities.
+"""The training loop: steps, optimisers, schedules, checkpoints, signals, logging and validation.
 
-Each step updates D once on ``0.5 * (L(D(x, y), real) + L(D(x, G(x)), fake))`` and then G once
-on the non-saturating GAN loss plus ``lambda * L1``, with Adam (2e-4, betas 0.5/0.999). The
-learning rate stays constant, then decays linearly to zero over the last ``epochs_decay`` epochs
-(the reference code's schedule). The trainer also handles devices and mixed precision (user code
-never calls autocast or a gradient scaler), ``torchrun`` (DistributedDataParallel), atomic
-safetensors checkpoints with exact resumption, Ctrl-C, non-finite losses, a progress bar, a
-JSONL log and sample grids.
+The trainer runs a model's objective (see [imgtrans.train.objective][imgtrans.train.objective]):
+the model says which parameters each optimiser updates and what one step is (pix2pix: D once on
+``0.5 * (L(D(x, y), real) + L(D(x, G(x)), fake))``, then G once on the non-saturating GAN loss
+plus ``lambda * L1``, sections 3.3 and 6.2). The trainer gives each optimiser Adam (2e-4, betas
+0.5/0.999) and the reference code's schedule (constant, then linear decay to zero over the last
+``epochs_decay`` epochs); it runs the step under the precision and devices that
+[imgtrans.train.setup][imgtrans.train.setup] decides (user code never calls autocast or a
+gradient scaler), under ``torchrun`` too, and keeps the run folder
+([imgtrans.train.run][imgtrans.train.run]): atomic safetensors checkpoints with exact
+resumption, Ctrl-C, non-finite losses, a progress bar, a JSONL log and sample grids.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
-import os
-import signal
-import threading
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from imgtrans.data.paired import PairedImageDataset
+from imgtrans.devices import resolve_device
 from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
 from imgtrans.store.config import ModelConfig
-from imgtrans.data.paired import PairedImageDataset
-from imgtrans.devices import native_bf16, resolve_device
 from imgtrans.store.factory import build, save_pretrained
-from imgtrans.io import atomic_write, save_image
-from imgtrans.models.pix2pix import Pix2Pix
-from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.distributed import Distributed
+from imgtrans.train.loading import epoch_batches
 from imgtrans.train.loggers import RunLoggers, require
-from imgtrans.train.run import RunFolder
-from imgtrans.train.samples import image_grid
+from imgtrans.train.objective import StepContext, TrainableModel
+from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
+from imgtrans.train.samples import write_samples
+from imgtrans.train.settings import SettingError, TrainConfig
+from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
+from imgtrans.train.signals import stop_requests
 from imgtrans.train.validation import Validator
+
+__all__ = ["NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,50 +58,8 @@ def lr_factor(epochs: int, epochs_decay: int):
     return factor
 
 
-def trim_log(path: Path, step: int) -> None:
-    """Drop the log records after ``step`` (and a line cut short by a crash), atomically.
-
-    A resumed run trains the steps after its checkpoint again; without this, a run that crashed
-    after its last checkpoint would log those steps twice.
-    """
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if (logged := _logged_step(line)) is not None and logged <= step]
-    if len(kept) == len(lines):
-        return
-    atomic_write(path, "".join(kept))
-
-
-def _logged_step(line: str) -> int | None:
-    try:
-        return json.loads(line)["step"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return None
-
-
-@dataclass
-class RunSummary:
-    """What a finished (or interrupted) run left on disk."""
-
-    out: Path
-    steps: int
-    checkpoint: Path
-    samples: list[Path] = field(default_factory=list)
-    model: Path | None = None
-    interrupted: bool = False
-    # with validation (imgtrans.train.validation): the last and the best model's scores
-    best: Path | None = None
-    best_step: int | None = None
-    best_scores: dict | None = None
-    last_scores: dict | None = None
-    val_metric: str | None = None
-    train_seconds: float = 0.0
-    val_seconds: float = 0.0
-
-
 class Trainer:
-    """Trains a registered pix2pix configuration.
+    """Trains a registered model that defines its objective (see [imgtrans.train.objective][]).
 
     Args:
         config: the run's settings.
@@ -114,6 +73,11 @@ class Trainer:
             by default a [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on
             ``config.val_data`` without augmentation, or none.
 
+    Attributes:
+        direction: the direction the run trains in, resolved once (``config.direction``, else the
+            model configuration's); the datasets read pairs in it, and checkpoints and the
+            exported model record it, so that eval and translate of the run use it.
+
     Example:
         >>> trainer = Trainer(TrainConfig(data="facades/train", direction="BtoA"))
         >>> trainer.fit()
@@ -124,71 +88,83 @@ class Trainer:
         config: TrainConfig,
         train_data: Dataset | None = None,
         sample_data: Dataset | None = None,
-        model: Pix2Pix | None = None,
+        model: nn.Module | None = None,
         val_data: Dataset | None = None,
     ) -> None:
-        self.config = config
         for destination in config.log_to:  # a missing library is said now, not after the first steps
             require(destination)
         device = resolve_device(config.device)
         self.dist = Distributed.from_env(device.type)
         self.device = resolve_device(config.device, self.dist.local_rank)
-        if config.amp == "fp16" and self.device.type == "cpu":
-            warnings.warn(
-                "fp16 autocast on the CPU is for checking the fp16 code path (gradient scaler included); it is not "
-                "faster than fp32 here. Use amp='bf16' on a CPU with native bfloat16",
-                stacklevel=2,
-            )
-        if config.amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError("this GPU does not support bfloat16; use amp='fp16'")
-        if config.amp == "bf16" and self.device.type == "cpu" and not native_bf16("cpu"):
-            warnings.warn(
-                "this CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX): bf16 autocast runs in a slow "
-                "emulation here, hundreds of times slower than fp32; use amp='fp32' on this machine",
-                stacklevel=2,
-            )
+        check_precision(config.amp, self.device)
         torch.manual_seed(config.seed)
         self.model = model if model is not None else build(config.model, **config.model_args)
-        if not isinstance(self.model, Pix2Pix) or not isinstance(getattr(self.model, "config", None), ModelConfig):
-            raise TypeError("the trainer needs a Pix2Pix model made by imgtrans.build, so checkpoints can rebuild it")
-        # The run records the direction it trains with: eval and translate of the run use it.
-        self.direction = config.direction or self.model.config.direction
+        if not isinstance(getattr(self.model, "config", None), ModelConfig):
+            raise TypeError("the trainer needs a model made by imgtrans.build, so checkpoints can rebuild it")
+        if not isinstance(self.model, TrainableModel):
+            raise TypeError(
+                f"{type(self.model).__name__} defines no training objective: it needs networks(), "
+                "optimizer_parameters() and training_step() (see imgtrans.train.objective)"
+            )
+        reads_folders = train_data is None or val_data is None and config.val_data is not None
+        self.direction = self._resolve_direction(config, needed=reads_folders)
+        self.config = config = dataclasses.replace(config, direction=self.direction)  # the run records it
         self.model.config = self.model.config.with_direction(self.direction)
         self.model.config.to_dict()  # checkpoints must be able to record it: refuse now, not at the first save
         if config.sync_bn and self.dist.enabled:
             if self.device.type != "cuda":
                 raise SettingError("sync_bn", "needs CUDA: torch synchronises BatchNorm statistics only between GPUs")
-            self.model.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.generator)
-            if self.model.discriminator is not None:
-                self.model.discriminator = nn.SyncBatchNorm.convert_sync_batchnorm(self.model.discriminator)
+            sync_batchnorm(self.model)
         self.model.to(self.device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if config.compile:
-            for network in (self.model.generator, self.model.discriminator):
-                if network is not None:
-                    network.compile()
+            for network in networks_of(self.model).values():
+                network.compile()
         self.train_data, self.sample_data = self._datasets(train_data, sample_data)
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoints" / "last.safetensors"
 
-        g, d = self.model.generator, self.model.discriminator
         # The fused Adam kernel updates all parameters in one pass (same update, less memory traffic).
         adam = dict(lr=config.lr, betas=config.betas, fused=self.device.type in ("cpu", "cuda"))
-        self.optimizers = {"g": torch.optim.Adam(g.parameters(), **adam)}
-        if d is not None:
-            self.optimizers["d"] = torch.optim.Adam(d.parameters(), **adam)
+        groups = self.model.optimizer_parameters()
+        self.optimizers = {name: torch.optim.Adam(parameters, **adam) for name, parameters in groups.items()}
         factor = lr_factor(config.epochs - config.decay_epochs, config.decay_epochs)
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.amp == "fp16")
-        self.net = self._distributed_view()
+        scaler = grad_scaler(config.amp, self.device)
+        self.context = StepContext(self.optimizers, scaler, self.device, config.amp, config.channels_last)
+        # The model as the training step sees it: DDP-wrapped networks under torchrun.
+        self.net = (
+            distributed_view(self.model, self.device, find_unused_parameters=config.freeze_encoder_steps > 0)
+            if self.dist.enabled else self.model
+        )  # fmt: skip
         self.validator = self._validator(val_data) if self.dist.is_main else None
         self._val_postfix: dict[str, str] = {}
         self.step = 0
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._images = 0
 
+    @property
+    def scaler(self) -> torch.amp.GradScaler:
+        """The gradient scaler (enabled for fp16 only); the one the training step uses."""
+        return self.context.scaler
+
+    @scaler.setter
+    def scaler(self, scaler: torch.amp.GradScaler) -> None:
+        self.context.scaler = scaler
+
     # ----------------------------------------------------------------------------------- set-up
+    def _resolve_direction(self, config: TrainConfig, needed: bool):
+        """``config.direction``, else the model configuration's; required when the trainer reads a folder of pairs."""
+        direction = config.direction or self.model.config.direction
+        if direction is None and needed:
+            raise SettingError(
+                "direction",
+                f"is needed: {self.model.config.name} is not made for one dataset, so say which half of the AB "
+                "images is the input: AtoB or BtoA (facades labels -> photo is BtoA)",
+            )
+        return direction
+
     def _model_channels(self) -> tuple[int, int]:
         args = self.model.config.arguments
         return args.get("in_channels", 3), args.get("out_channels", 3)
@@ -198,12 +174,6 @@ class Trainer:
         if train_data is None:
             if c.data is None:
                 raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
-            if self.direction is None:
-                raise SettingError(
-                    "direction",
-                    f"is needed: {self.model.config.name} is not made for one dataset, so say which half of the AB "
-                    "images is the input: AtoB or BtoA (facades labels -> photo is BtoA)",
-                )
             in_ch, out_ch = self._model_channels()
             common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed,
                           check_pairs=c.check_pairs)  # fmt: skip
@@ -222,7 +192,7 @@ class Trainer:
         if val_data is None:
             in_ch, out_ch = self._model_channels()
             val_data = PairedImageDataset(
-                c.val_data, direction=c.direction, in_channels=in_ch, out_channels=out_ch,
+                c.val_data, direction=self.direction, in_channels=in_ch, out_channels=out_ch,
                 load_size=c.crop_size, crop_size=c.crop_size, train=False, seed=c.seed,
             )  # fmt: skip
         return Validator(
@@ -230,21 +200,6 @@ class Trainer:
             data=c.val_data if c.val_data is not None else type(val_data).__name__,
             inception_weights=c.inception_weights,
         )  # fmt: skip
-
-    def _distributed_view(self) -> Pix2Pix:
-        """The model as the training step sees it: DDP-wrapped networks under torchrun."""
-        if not self.dist.enabled:
-            return self.model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # Buffers are not broadcast: D runs twice (real, fake) before one backward, which the
-        # in-place buffer broadcast breaks (pytorch#175024); BatchNorm statistics stay per process.
-        wrap = lambda m, unused=False: DistributedDataParallel(  # noqa: E731
-            m, device_ids=ids, broadcast_buffers=False, find_unused_parameters=unused
-        )
-        d = self.model.discriminator
-        return self.model.with_networks(
-            wrap(self.model.generator, unused=self.config.freeze_encoder_steps > 0), None if d is None else wrap(d)
-        )
 
     def steps_per_epoch(self) -> int:
         """Optimisation steps in one pass over the training images (per process)."""
@@ -257,77 +212,32 @@ class Trainer:
 
     def batches(self, epoch: int, start: int) -> Iterator[dict]:
         """The batches of ``epoch`` from batch ``start`` on: a function of (seed, epoch) alone."""
-        if hasattr(self.train_data, "set_epoch"):
-            self.train_data.set_epoch(epoch)
-        sampler = DistributedSampler(
-            self.train_data, num_replicas=self.dist.world_size, rank=self.dist.rank, shuffle=True, seed=self.config.seed
-        )
-        sampler.set_epoch(epoch)
-        indices = list(sampler)[start * self.config.batch_size :]
-        loader = DataLoader(
-            self.train_data,
-            batch_size=self.config.batch_size,
-            sampler=indices,
-            num_workers=self.config.workers,
+        c = self.config
+        return epoch_batches(
+            self.train_data, epoch, start, batch_size=c.batch_size, seed=c.seed, dist=self.dist, workers=c.workers,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.config.seed + epoch),
-            worker_init_fn=_quiet_worker if self.config.workers else None,
-        )
-        return one_line_errors(iter(loader))
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------ a step
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision as configured (a no-op for fp32)."""
-        if self.config.amp == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
-    def _to_device(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=torch.channels_last) if self.config.channels_last else images
+        return autocast(self.config.amp, self.device)
 
     def train_step(self, batch: dict) -> None:
-        """One D update then one G update on ``batch`` (section 3.3)."""
-        x, y = self._to_device(batch["input"]), self._to_device(batch["target"])
-        net = self.net
+        """One step of the model's objective on ``batch``: its ``training_step`` (see [imgtrans.train.objective][])."""
         if self.config.freeze_encoder_steps:
             self._freeze_encoder(self.step < self.config.freeze_encoder_steps)
-        with self.autocast():
-            fake = net(x)
-        terms: dict[str, torch.Tensor] = {}
-        if net.discriminator is not None:
-            with self.autocast():
-                d = net.discriminator_loss(x, y, fake)
-            self._update("d", d["loss"])
-            terms.update(d_loss=d["loss"], d_real=d["real"], d_fake=d["fake"])
-            self.model.discriminator.requires_grad_(False)  # G's step needs no gradients of D
-        no_sync = net.discriminator.no_sync() if isinstance(net.discriminator, DistributedDataParallel) else None
-        with self.autocast(), no_sync or contextlib.nullcontext():
-            g = net.generator_loss(x, y, fake)
-        self._update("g", g["loss"])
-        if net.discriminator is not None:
-            self.model.discriminator.requires_grad_(True)
+        self.context.step = self.step
+        terms = self.net.training_step(batch, self.context)
         self.scaler.update()
-        terms.update({f"g_{k}" if k != "loss" else "g_loss": v for k, v in g.items()})
-        self._accumulate(terms, len(x))
+        self._accumulate(terms, len(next(iter(batch.values()))))
 
     def _freeze_encoder(self, frozen: bool) -> None:
-        """Freeze (or release) ``generator.encoder``: no gradients, and fixed BatchNorm statistics."""
-        encoder = getattr(self.model.generator, "encoder", None)
-        if not isinstance(encoder, nn.Module):
-            raise ValueError(
-                f"freeze_encoder_steps needs a generator with an `encoder` submodule; "
-                f"{type(self.model.generator).__name__} has none"
-            )
-        encoder.requires_grad_(not frozen)
-        encoder.train(not frozen)
-
-    def _update(self, name: str, loss: torch.Tensor) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss.float()).backward()
-        self.scaler.step(optimizer)
+        freeze = getattr(self.model, "freeze_encoder", None)
+        if freeze is None:
+            name = type(self.model).__name__
+            raise SettingError("freeze_encoder_steps", f"needs a model with an encoder to freeze; {name} has none")
+        freeze(frozen)
 
     def _accumulate(self, terms: dict[str, torch.Tensor], images: int) -> None:
         for k, v in terms.items():
@@ -354,14 +264,7 @@ class Trainer:
             )
 
     def _kept(self) -> str:
-        """Which checkpoint a failure leaves, in words."""
-        if not self.checkpoint_path.exists():
-            return "no checkpoint was written"
-        try:
-            step = load_checkpoint(self.checkpoint_path).meta["step"]
-        except (ValueError, OSError, KeyError):
-            return f"the checkpoint {self.checkpoint_path} was left as it was"
-        return f"the last good checkpoint is {self.checkpoint_path} (step {step})"
+        return kept(self.checkpoint_path)
 
     # ------------------------------------------------------------------------------- the loop
     def fit(self, resume: bool = False, overwrite: bool = False) -> RunSummary:
@@ -468,14 +371,15 @@ class Trainer:
         record = {
             "step": self.step,
             "epoch": self.step / self.steps_per_epoch(),
-            "lr": self.optimizers["g"].param_groups[0]["lr"],
+            "lr": next(iter(self.optimizers.values())).param_groups[0]["lr"],
             **{k: round(v, 6) for k, v in means.items()},
             "img_per_s": round(self._images * self.dist.world_size / max(now - clock, 1e-9), 3),
         }
         self._images = 0
         if log is not None:
             log.record(record)
-            shown = {k: f"{record[k]:.3g}" for k in ("d_loss", "g_gan", "g_l1", "img_per_s") if k in record}
+            terms = [k for k in getattr(self.model, "progress_terms", ()) if k in means] or list(means)[:3]
+            shown = {k: f"{record[k]:.3g}" for k in (*terms, "img_per_s") if k in record}
             bar.set_postfix({**shown, **self._val_postfix}, refresh=False)
         return now
 
@@ -487,7 +391,7 @@ class Trainer:
         failed write (a full or read-only disk) leaves the previous one intact.
         """
         self._raise_if_not_finite({k: v.item() for k, v in self._sums.items()})
-        if bad := self._non_finite_state():
+        if bad := non_finite_tensors(self.model, self.optimizers):
             raise NonFiniteLossError(
                 f"non-finite values at step {self.step} in {len(bad)} tensor(s) of the model or optimiser "
                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): training diverged and {self._kept()}. "
@@ -506,26 +410,8 @@ class Trainer:
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
         return self.checkpoint_path
 
-    def _non_finite_state(self) -> list[str]:
-        """Names of the model's and optimisers' floating-point tensors holding NaN or infinity."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        for name, optimizer in self.optimizers.items():
-            for index, slots in optimizer.state.items():
-                tensors.update({f"optimizer {name}.{k}": v for k, v in slots.items() if isinstance(v, torch.Tensor)})
-        return [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-
-    @contextlib.contextmanager
-    def _writing(self, what: str, path: Path) -> Iterator[None]:
-        """Turn a failed write into one line that says what was kept."""
-        try:
-            yield
-        except OSError as error:
-            reason = error.strerror or str(error)
-            raise OSError(
-                error.errno,
-                f"cannot write {what} {path}: {reason}. Nothing was lost: {self._kept()}; free some space "
-                "(or make the folder writable), then resume the run",
-            ) from None
+    def _writing(self, what: str, path: Path) -> contextlib.AbstractContextManager:
+        return writing(what, path, self.checkpoint_path)
 
     def load(self, path: Path) -> None:
         """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint."""
@@ -540,7 +426,8 @@ class Trainer:
             )
         self.model.load_state_dict(checkpoint.section("model"), strict=True)
         for name, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name]))
+            state = optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name])
+            optimizer.load_state_dict(state)
         for name, scheduler in self.schedulers.items():
             scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
             # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
@@ -554,74 +441,10 @@ class Trainer:
 
     def write_samples(self) -> Path:
         """Save input | output | target for the first ``num_samples`` sample images."""
-        n = min(self.config.num_samples, len(self.sample_data))
-        items = [self.sample_data[i] for i in range(n)]
-        x = torch.stack([it["input"] for it in items]).to(self.device)
-        y = torch.stack([it["target"] for it in items])
-        with self.autocast():
-            out = self.model.translate(x).float()
-        return save_image(image_grid([x, out, y]), self.out / "samples" / f"step-{self.step:06d}.png")
+        path = self.out / "samples" / f"step-{self.step:06d}.png"
+        return write_samples(self.model, self.sample_data, self.config.num_samples, self.device, self.autocast(), path)
 
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
             return save_pretrained(self.model, self.out / "model")
-
-
-def one_line_errors(batches: Iterator[dict]) -> Iterator[dict]:
-    """``batches``, with an error raised in a loading process re-raised as its own one-line message.
-
-    PyTorch re-raises a worker's exception with the worker's whole traceback in its message; the
-    last line of that traceback is the error itself.
-    """
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except Exception as error:
-            message = str(error)
-            if "Original Traceback" not in message:
-                raise
-            last = message.strip().splitlines()[-1]
-            text = last.split(": ", 1)[1] if ": " in last else last
-            try:
-                raised = type(error)(text)
-            except Exception:
-                raise error from None
-            raise raised from None
-        yield batch
-
-
-def _quiet_worker(worker_id: int) -> None:
-    """Loading processes leave Ctrl-C to the training process, which stops cleanly and says so once."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[threading.Event]:
-    """Turn the first Ctrl-C (or SIGTERM) into a request to stop after the current step.
-
-    A second Ctrl-C interrupts at once. Outside the main thread, signals are left alone.
-    """
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event
-        return
-
-    owner = os.getpid()
-
-    def handler(signum: int, frame) -> None:
-        if os.getpid() != owner:  # a loading process forked before it could ignore Ctrl-C: the trainer speaks
-            return
-        if event.is_set():
-            raise KeyboardInterrupt
-        event.set()
-        print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", flush=True)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield event
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)

@@ -33,7 +33,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -42,13 +42,11 @@ from torch.utils.data import Dataset
 from imgtrans.inference import translate
 from imgtrans.metrics import METRICS
 from imgtrans.store.factory import save_pretrained
+from imgtrans.train.run import RunSummary
 
-if TYPE_CHECKING:  # the trainer imports this module
-    from imgtrans.train.trainer import RunSummary
-
-# metric -> which way is better
-DIRECTIONS: dict[str, Literal["lower", "higher"]] = {"l1": "lower", "psnr": "higher", "ssim": "higher", "fid": "lower"}
-VAL_METRICS = tuple(DIRECTIONS)
+BETTER: dict[str, Literal["lower", "higher"]] = {"l1": "lower", "psnr": "higher", "ssim": "higher", "fid": "lower"}
+"""Which way each validation metric is better: ``metric -> "lower" or "higher"``."""
+VAL_METRICS = tuple(BETTER)
 BEST_DIR = "best"
 BEST_FILE = "best.json"
 PIXEL_METRICS = ("l1", "psnr", "ssim")  # computed at every validation: they cost little beside the translation
@@ -106,7 +104,7 @@ class Validator:
         data: str | None = None,
         inception_weights: str | os.PathLike | None = None,
     ) -> None:
-        if metric not in DIRECTIONS:
+        if metric not in BETTER:
             raise ValueError(f"the validation metric must be one of {', '.join(VAL_METRICS)}; got {metric!r}")
         if every < 0 or batch_size < 1:
             raise ValueError(f"every must be >= 0 and batch_size >= 1; got {every} and {batch_size}")
@@ -173,7 +171,7 @@ class Validator:
         improved = self.best is None and math.isfinite(score) or self.best is not None and self.best.improved_by(score)
         if improved:
             self.best = Best(
-                step, self.metric, score, DIRECTIONS[self.metric],
+                step, self.metric, score, BETTER[self.metric],
                 {k: v for k, v in scores.items() if k != "images"}, scores["images"], self.data,
             )  # fmt: skip
             self._save_best(model)
@@ -243,11 +241,11 @@ def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([item[key] for item in items]) for key in ("input", "target")}
 
 
-def format_validation_summary(summary: "RunSummary") -> str:
+def format_validation_summary(summary: RunSummary) -> str:
     """The end of a run: the last and the best model with their scores, and validation's share of the time.
 
     Args:
-        summary: a [RunSummary][imgtrans.train.trainer.RunSummary] of a run with validation.
+        summary: a [RunSummary][imgtrans.train.run.RunSummary] of a run with validation.
     """
     metric = summary.val_metric
 

@@ -1,0 +1,68 @@
+"""The batches of an epoch, a function of (seed, epoch) alone, and loading errors in one line.
+
+Every process draws its share of a seeded ``DistributedSampler`` permutation (the whole of it
+without ``torchrun``), so a resumed run sees the same batches from the step it resumes at, with
+or without loading processes.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from imgtrans.train.distributed import Distributed
+
+
+def epoch_batches(
+    data: Dataset, epoch: int, start: int, *, batch_size: int, seed: int, dist: Distributed, workers: int,
+    pin_memory: bool,
+) -> Iterator[dict]:
+    """The batches of ``epoch`` from batch ``start`` on, for this process."""
+    if hasattr(data, "set_epoch"):
+        data.set_epoch(epoch)
+    sampler = DistributedSampler(data, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed)
+    sampler.set_epoch(epoch)
+    indices = list(sampler)[start * batch_size :]
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=indices,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed + epoch),
+        worker_init_fn=quiet_worker if workers else None,
+    )
+    return one_line_errors(iter(loader))
+
+
+def one_line_errors(batches: Iterator[dict]) -> Iterator[dict]:
+    """``batches``, with an error raised in a loading process re-raised as its own one-line message.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback in its message; the
+    last line of that traceback is the error itself.
+    """
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as error:
+            message = str(error)
+            if "Original Traceback" not in message:
+                raise
+            last = message.strip().splitlines()[-1]
+            text = last.split(": ", 1)[1] if ": " in last else last
+            try:
+                raised = type(error)(text)
+            except Exception:
+                raise error from None
+            raise raised from None
+        yield batch
+
+
+def quiet_worker(worker_id: int) -> None:
+    """Loading processes leave Ctrl-C to the training process, which stops cleanly and says so once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
