@@ -68,7 +68,7 @@ def package(rules):
 
 @pytest.mark.parametrize(
     "path",
-    ["imgtrans.train.trainer.trim_log", "imgtrans.train.trainer.one_line_errors", "imgtrans.train.trainer.lr_factor"],
+    ["imgtrans.train.run.trim_log", "imgtrans.train.loading.one_line_errors", "imgtrans.train.trainer.lr_factor"],
 )
 def test_helpers_that_only_their_module_uses_are_private(package, path):
     assert not package[path.removeprefix("imgtrans.")].is_public
@@ -133,6 +133,6 @@ def test_the_reference_renders_doctests_as_code_and_hides_helpers(site):
     for page in site.joinpath("api").rglob("*.html"):
         assert "<blockquote>" not in page.read_text(encoding="utf-8"), page
     assert 'id="imgtrans.train.trainer.Trainer"' in train
-    for helper in ("trim_log", "one_line_errors", "lr_factor"):
-        assert f'id="imgtrans.train.trainer.{helper}"' not in train
+    for helper in ("run.trim_log", "loading.one_line_errors", "trainer.lr_factor", "signals.stop_requests"):
+        assert f'id="imgtrans.train.{helper}"' not in train
     assert "cookbook/" in train  # the nav links the cookbook

@@ -6,15 +6,16 @@ Doctest examples become code blocks. Griffe's Google parser reads ``>>>`` lines 
 blank line) outside a fence is fenced as ``pycon``, so no docstring has to know the rule; likewise
 reST's ``text::`` before an indented block (already code in Markdown) loses its doubled colon.
 
-The public API is what the package's modules use of each other, and what the documentation shows.
+The public API is what the package's layers use of each other, and what the documentation shows.
 A module that declares ``__all__`` says so itself. In the others, a name defined there is public
-when another module of the package uses it (imports it, calls ``module.name``, or exports it as a
-string in an ``__all__`` or a lazy-import table), when a docstring links to it, or when the prose
-pages or the README show it in code; an exception class is public too (callers catch it), and so
-is what a public function of the module takes or returns (its annotations name it). A name
-that only its own module uses (or only the tests) is that module's helper, and the reference
-leaves it out. The rule follows functions as they move between modules, where a list of members
-per page would go stale. ``filters: public`` in mkdocs.yml then shows only public objects.
+when a module of another layer (folder) uses it or its own folder's ``__init__`` exports it (an
+import, ``module.name``, or a string in an ``__all__`` or a lazy-import table), when a docstring or
+a prose page links to it, or when the prose pages or the README show it in code; an exception class
+is public too (callers catch it), and so is what a public function of the module takes or returns
+(its annotations name it). A name that only its own layer uses (or only the tests) is that layer's
+helper, and the reference leaves it out. The rule follows functions as they move between modules,
+where a list of members per page would go stale. ``filters: public`` in mkdocs.yml then shows only
+public objects.
 """
 
 from __future__ import annotations
@@ -141,10 +142,18 @@ class ReferenceRules(griffe.Extension):
         used_by = {module.path: names_used(Path(module.filepath).read_text(encoding="utf-8")) for module in modules}
         pages = [p for p in (ROOT / "docs").glob("*.md")] + [ROOT / "README.md"]
         shown = names_shown([p for p in pages if p.exists()])
+        for page in pages:  # a prose page that links to an object makes it public too
+            if page.exists():
+                linked.update(a or b for a, b in _LINK.findall(page.read_text(encoding="utf-8")))
         for module in modules:
             if module.exports is not None:  # the module's own __all__ decides
                 continue
-            elsewhere = shown.union(*(used for path, used in used_by.items() if path != module.path))
+            layer = module.path if module.is_package else module.path.rsplit(".", 1)[0]
+            if layer == pkg.path:  # a top-level module is a layer of its own
+                layer = module.path
+            outside = [used for path, used in used_by.items()
+                       if path != module.path and (path == layer or not path.startswith(layer + "."))]  # fmt: skip
+            elsewhere = shown.union(*outside)
             for name, member in module.members.items():
                 if not member.is_alias and not name.startswith("_"):
                     member.public = name in elsewhere or member.path in linked or _is_exception(member)

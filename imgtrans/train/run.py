@@ -13,7 +13,7 @@ A user's run is their property. [RunFolder][imgtrans.train.run.RunFolder] makes 
   are removed when a run starts.
 
 What a run left on disk is summed up by a [RunSummary][imgtrans.train.run.RunSummary], and a
-resumed run trims its log back to its checkpoint ([trim_log][imgtrans.train.run.trim_log]).
+resumed run trims its log back to its checkpoint (``trim_log``).
 """
 
 from __future__ import annotations

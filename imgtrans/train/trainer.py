@@ -42,7 +42,7 @@ from imgtrans.train.setup import autocast, check_precision, distributed_view, gr
 from imgtrans.train.signals import stop_requests
 from imgtrans.train.validation import Validator
 
-__all__ = ["NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
+__all__ = ["NonFiniteLossError", "RunSummary", "Trainer"]  # RunSummary lives in imgtrans.train.run
 
 
 class NonFiniteLossError(RuntimeError):
