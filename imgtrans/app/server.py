@@ -35,7 +35,6 @@ import errno
 import json
 import math
 import select
-import socket
 import sys
 import threading
 import time
@@ -159,15 +158,15 @@ def translate_image(
     return Image.fromarray(y[..., 0].numpy() if y.shape[-1] == 1 else y.contiguous().numpy())
 
 
-def client_gone(connection: socket.socket) -> bool:
-    """Whether the peer of ``connection`` has closed it (without reading anything it sent next)."""
+def client_gone(connection, rfile) -> bool:
+    """Whether the peer of ``connection`` has closed it: it is readable and the read finds its end.
+
+    ``rfile.peek`` keeps whatever it reads in the buffer, so the next request of a client that is
+    still there is not lost; ``select`` first makes sure the read does not wait.
+    """
     try:
         readable, _, _ = select.select([connection], [], [], 0)
-        if not readable:
-            return False
-        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
+        return bool(readable) and rfile.peek(1) == b""
     except (OSError, ValueError):  # reset, or already closed
         return True
 
@@ -204,7 +203,6 @@ class AppServer(ThreadingHTTPServer):
         example, self.example_source = example_image(palette)
         self.example_png = png_bytes(example)
         self.example_size = example.size
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
         self.guard = Guard(address[0], self.server_address[1], allow_hosts)
 
@@ -376,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ClientGone(f"the client closed the connection after {len(body)} of {size} bytes")
         start = time.perf_counter()
         try:
-            png = self.server.translate_png(body, lambda: client_gone(self.connection))
+            png = self.server.translate_png(body, lambda: client_gone(self.connection, self.rfile))
         except RefusedUpload as refusal:
             self._error(refusal.status, str(refusal))
             return
