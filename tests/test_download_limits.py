@@ -316,3 +316,48 @@ def test_data_list_says_which_sources_are_plain_http(zoo_env, monkeypatch, capsy
     assert main(["data", "list"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "from: " in line]
     assert len(lines) == 5 and all("http://mirror.example/" in line and "plain http" in line for line in lines)
+
+
+ZOO_NAME = "test-download-limits-f8"  # a pix2pix at the width of ../shared/reference/unet256-f8.pth
+
+
+@pytest.fixture
+def zoo_entry(zoo_env, server, monkeypatch):
+    """A zoo entry published without a checksum, its reference file served by ``server``."""
+    import imgtrans
+    from imgtrans.models.pix2pix import pix2pix
+    from imgtrans.registry import Published
+
+    from conftest import shared_path
+    from zoo_fixtures import publish
+
+    if ZOO_NAME not in imgtrans.list_models():
+        imgtrans.register(ZOO_NAME, pix2pix, description="pix2pix at width 8, for the download tests",
+                          generator_args={"base_channels": 8}, discriminator_args={"base_channels": 8})  # fmt: skip
+    server.files["unet256-f8.pth"] = shared_path("reference", "unet256-f8.pth").read_bytes()
+    monkeypatch.setenv("IMGTRANS_REFERENCE_URL", server.url)
+    publish(monkeypatch, ZOO_NAME, Published(task="labels -> photo", dataset="a test", reference_file="unet256-f8.pth"))
+    return zoo_env / "imgtrans" / ZOO_NAME
+
+
+def test_a_zoo_checkpoint_without_a_published_checksum_is_held_to_its_first_download(zoo_entry, server):
+    import imgtrans
+
+    imgtrans.build(ZOO_NAME, pretrained=True)
+    assert "reference/unet256-f8.pth" in json.loads(checksums_file().read_text())
+    shutil.rmtree(zoo_entry)  # the cache is gone: the next build downloads again
+    server.files["unet256-f8.pth"] += b"\x00"  # and the server's file changed
+    with pytest.raises(ChangedDownloadError, match="remove the entry 'reference/unet256-f8.pth' from that file"):
+        imgtrans.build(ZOO_NAME, pretrained=True)
+    assert not (zoo_entry / "unet256-f8.pth").exists()
+
+
+@pytest.mark.parametrize("mode", ["no-length", 10**12], ids=["no Content-Length", "announced 1 TB"])
+def test_a_zoo_download_is_bounded_by_the_models_size(zoo_entry, server, mode):
+    import imgtrans
+
+    server.files["unet256-f8.pth"] = bytes(64 * 2**20)  # far more than a width-8 U-Net's float32 weights
+    server.modes["unet256-f8.pth"] = mode
+    with pytest.raises(DownloadError, match="expected of it"):
+        imgtrans.build(ZOO_NAME, pretrained=True)
+    assert not zoo_entry.exists() or not list(zoo_entry.iterdir())

@@ -29,6 +29,7 @@ import torch
 from imgtrans.store.card import model_card
 from imgtrans.store.config import CONFIG_FILE, ModelConfig
 from imgtrans.hub import (
+    ChangedDownloadError,
     DownloadError,
     cache_dir,
     check_first_seen,
@@ -123,6 +124,8 @@ def _fetch(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]
             repo_id, revision, filename = item.hub
             return hub_download(repo_id, filename, revision, refresh=refresh), item.sha256
         return _fetch_reference(name, item, refresh)
+    except ChangedDownloadError:  # the network worked: an offline hint would mislead
+        raise
     except DownloadError as error:
         failure = DownloadError(f"{error}. {_offline_hint(name, item)}")
         failure.cli_message = f"{error}. {_offline_hint(name, item, cli=True)}"
@@ -142,8 +145,8 @@ def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, s
         download(url, checkpoint, item.sha256, max_bytes=_largest_checkpoint(name))
     if item.sha256 is None:  # none published: the first download's is recorded, later ones must match it
         try:
-            check_first_seen(f"reference/{item.reference_file}", checkpoint, url,
-                             f"If the new file is trusted, remove the entry {item.reference_file!r} from that file.")
+            key = f"reference/{item.reference_file}"
+            check_first_seen(key, checkpoint, url, f"If the new file is trusted, remove the entry {key!r} from that file.")
         except DownloadError:
             checkpoint.unlink()
             raise
