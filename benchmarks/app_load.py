@@ -122,7 +122,8 @@ def burst(folder: Path, body: bytes, clients: int, wait: float, hang_up: bool, t
     lines = [line for line in errors.splitlines() if line.strip()]
     return {
         "run": "clients hang up after sending" if hang_up else f"clients wait up to {wait:g} s",
-        "clients": clients, "upload_bytes": len(body), "idle_rss_mb": round(idle / 2**20), "peak_rss_mb": round(peak / 2**20),
+        "clients": clients, "upload_bytes": len(body),
+        "idle_rss_mb": round(idle / 2**20), "peak_rss_mb": round(peak / 2**20),
         "statuses": {k: len(v) for k, v in sorted(by_status.items())},
         "latency_s": {k: {"p50": round(statistics.median(v), 2), "max": round(max(v), 2)}
                       for k, v in sorted(by_status.items())},  # fmt: skip

@@ -184,3 +184,18 @@ def test_a_client_that_hangs_up_mid_body_is_one_quiet_line(start, capfd):
     assert all("closed the connection" in line for line in log)
     assert "Traceback" not in capfd.readouterr().err
     assert model.calls == 0
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--max-waiting", "-1"], "--max-waiting must be at least 0"),
+        (["--client-timeout", "0"], "--client-timeout positive"),
+    ],
+)
+def test_the_cli_checks_the_load_options(argv, words, capsys):
+    from imgtrans.cli import main
+
+    assert main(["app", "no-such-model", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err

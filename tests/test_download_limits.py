@@ -23,7 +23,7 @@ from imgtrans.data import downloads
 from imgtrans.data.downloads import MARKER, ArchiveTooLargeError, download_dataset, is_downloaded
 from imgtrans.hub import ChangedDownloadError, DownloadError, check_first_seen, checksums_file, download
 
-from dataset_fixtures import dataset_archive, file_member, tar_gz
+from dataset_fixtures import dataset_archive
 from zoo_fixtures import _Server, closed_port, hub_settings, zoo_env  # noqa: F401
 
 
@@ -200,7 +200,8 @@ def test_a_dataset_download_longer_than_its_catalogue_allows_is_cut_off(served, 
     small_catalogue(monkeypatch)  # at most 1.5 x 20 kB + 1 MiB
     served.files["facades.tar.gz"] = bytes(3 * 2**20)
     served.modes["facades.tar.gz"] = mode
-    with pytest.raises(DownloadError, match=r"(announces|sent more than) [\d,]+ bytes, more than the 1,078,576 expected"):
+    expected = r"(announces|sent more than) [\d,]+ bytes, more than the 1,078,576 expected"
+    with pytest.raises(DownloadError, match=expected):
         download_dataset("facades")
     nothing_stayed(zoo_env)
 

@@ -199,7 +199,7 @@ class AppServer(ThreadingHTTPServer):
         self.capacity = max_waiting + 1
         self.admitted = threading.BoundedSemaphore(self.capacity)  # bodies in memory: the one translated + waiting
         self.seconds = 1.0  # the last translation's duration, for Retry-After
-        self.log = log if log is not None else (lambda line: print(f"imgtrans app: {line}", file=sys.stderr, flush=True))
+        self.log = log if log is not None else _to_stderr
         example, self.example_source = example_image(palette)
         self.example_png = png_bytes(example)
         self.example_size = example.size
@@ -255,6 +255,10 @@ class AppServer(ThreadingHTTPServer):
             self.log(f"client {client_address[0]}:{client_address[1]} {why}")
         else:
             super().handle_error(request, client_address)
+
+
+def _to_stderr(line: str) -> None:
+    print(f"imgtrans app: {line}", file=sys.stderr, flush=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -380,7 +384,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except ClientGone:
             self.close_connection = True
-            self.server.log(f"client {self.client_address[0]}:{self.client_address[1]} left; its translation was dropped")
+            host, port = self.client_address[:2]
+            self.server.log(f"client {host}:{port} left; its translation was dropped")
             return
         except Exception as error:  # the page shows one line; the server keeps running
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"translation failed: {type(error).__name__}: {error}")
@@ -425,7 +430,9 @@ def make_server(
         ValueError: ``max_waiting`` below 0 or ``client_timeout`` not positive.
     """
     if max_waiting < 0 or not client_timeout > 0:
-        raise ValueError(f"max_waiting must be at least 0 and client_timeout positive; got {max_waiting}, {client_timeout}")
+        raise ValueError(
+            f"max_waiting must be at least 0 and client_timeout positive; got {max_waiting}, {client_timeout}"
+        )
     try:
         return AppServer((host, port), model, palette, model_name, max_upload_bytes, max_side, device,
                          allow_hosts=tuple(allow_hosts), max_waiting=max_waiting, client_timeout=client_timeout,

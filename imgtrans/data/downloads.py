@@ -57,7 +57,14 @@ from imgtrans.data.archives import (
     extract_atomically,
     splits_of,
 )
-from imgtrans.hub import ChangedDownloadError, DownloadError, cache_dir, check_first_seen, download_resumable, retry_corrupt
+from imgtrans.hub import (
+    ChangedDownloadError,
+    DownloadError,
+    cache_dir,
+    check_first_seen,
+    download_resumable,
+    retry_corrupt,
+)
 from imgtrans.registry import did_you_mean
 
 __all__ = ["MARKER", "ArchiveTooLargeError", "UnsafeArchiveError", "DATASETS", "download_dataset", "resolve_data"]

@@ -146,7 +146,8 @@ def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, s
     if item.sha256 is None:  # none published: the first download's is recorded, later ones must match it
         try:
             key = f"reference/{item.reference_file}"
-            check_first_seen(key, checkpoint, url, f"If the new file is trusted, remove the entry {key!r} from that file.")
+            trust = f"If the new file is trusted, remove the entry {key!r} from that file."
+            check_first_seen(key, checkpoint, url, trust)
         except DownloadError:
             checkpoint.unlink()
             raise
