@@ -67,7 +67,22 @@ from imgtrans.hub import (
 )
 from imgtrans.registry import did_you_mean
 
-__all__ = ["MARKER", "ArchiveTooLargeError", "UnsafeArchiveError", "DATASETS", "download_dataset", "resolve_data"]
+__all__ = [
+    "DATASETS",
+    "DATASETS_URL",
+    "MARKER",
+    "ArchiveTooLargeError",
+    "DatasetEntry",
+    "UnsafeArchiveError",
+    "dataset_dir",
+    "dataset_entry",
+    "datasets_dir",
+    "download_dataset",
+    "is_downloaded",
+    "list_datasets",
+    "resolve_data",
+    "splits_of",
+]
 
 DATASETS_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
 """Where the reference implementation's datasets are (its script names the same server over plain http);

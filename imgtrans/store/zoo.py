@@ -50,7 +50,17 @@ REFERENCE_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
 """Where the reference implementation publishes its pix2pix checkpoints (its ``download_pix2pix_model.sh``
 names the same server over plain http); ``IMGTRANS_REFERENCE_URL`` overrides it."""
 
-__all__ = ["cached_path", "convert_reference", "fetch", "is_cached", "list_pretrained", "published", "read_published"]
+__all__ = [
+    "REFERENCE_URL",
+    "cached_path",
+    "convert_reference",
+    "fetch",
+    "is_cached",
+    "list_pretrained",
+    "published",
+    "read_published",
+    "reference_url",
+]
 
 
 def reference_url(filename: str) -> str:
