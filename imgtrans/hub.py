@@ -10,8 +10,17 @@ so one environment configures both (huggingface_hub reads them when it is import
 | ``HF_HUB_OFFLINE`` | ``1``: never use the network, only cached files |
 | ``HF_ENDPOINT`` | the Hub's address (default ``https://huggingface.co``) |
 | ``HF_HUB_DOWNLOAD_TIMEOUT`` | seconds a connection may stay silent before a download gives up (default 10) |
-| ``IMGTRANS_REFERENCE_URL`` | mirror of the reference implementation's checkpoints (read at each call) |
-| ``IMGTRANS_DATASETS_URL`` | mirror of the pix2pix datasets: a base address under which ``NAME.tar.gz`` is fetched (read at each call) |
+The addresses of what is downloaded belong with the catalogues that describe it (the datasets'
+in [downloads][imgtrans.data.downloads], the published models' in [zoo][imgtrans.store.zoo]);
+this module only transfers, and keeps the two rules every transfer follows:
+
+- **bounded**: a caller gives the most bytes it expects (``max_bytes``, from its catalogue); a body
+  announced (``Content-Length``) or sent beyond that, or beyond what it announced, is cut off
+  with one line, and nothing stays;
+- **trust on first use**: a file with no published checksum has its SHA-256 recorded at its first
+  download in ``$HF_HOME/imgtrans/checksums.json``
+  ([check_first_seen][imgtrans.hub.check_first_seen]); a later download (a mirror, a fresh copy)
+  that differs is refused.
 
 Every download goes to ``.NAME.part-PID`` beside its destination and is renamed only once complete
 and, when a checksum is known, verified; an interrupted one leaves no file that looks finished, and
@@ -22,33 +31,44 @@ message that says where to put the file instead.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
+import json
 import os
 import re
 import socket
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import huggingface_hub
 from huggingface_hub import constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from tqdm.auto import tqdm
 
-from imgtrans.io import remove_stale_temporaries, temporary_path
+from imgtrans.io import atomic_write, remove_stale_temporaries, temporary_path
 
-REFERENCE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
-"""Where the reference implementation publishes its pix2pix checkpoints; ``IMGTRANS_REFERENCE_URL`` overrides it."""
-
-
-DATASETS_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
-"""Where the reference implementation downloads its pix2pix datasets; ``IMGTRANS_DATASETS_URL`` overrides it."""
-
+T, R = TypeVar("T"), TypeVar("R")
 
 class DownloadError(OSError):
-    """A file could not be fetched: offline, unreachable, timed out, truncated or failing its checksum."""
+    """A file could not be fetched: offline, unreachable, timed out, truncated, too long, or failing its checksum."""
+
+
+class ChangedDownloadError(DownloadError):
+    """A file differs from the one first downloaded under the same name (its recorded SHA-256)."""
+
+
+def _too_long(url: str, size: int, limit: int, announced: bool) -> DownloadError:
+    verb = "announces" if announced else "sent more than"
+    return DownloadError(
+        f"{url} {verb} {size:,} bytes, more than the {limit:,} expected of it; the download was stopped and "
+        "nothing was kept: check the address (or the mirror in use)"
+    )
 
 
 def offline() -> bool:
@@ -76,24 +96,18 @@ def cache_dir() -> Path:
     return Path(constants.HF_HOME).expanduser() / "imgtrans"
 
 
-def datasets_url(name: str) -> str:
-    """The address of a pix2pix dataset archive, on ``IMGTRANS_DATASETS_URL`` when it is set."""
-    base = os.environ.get("IMGTRANS_DATASETS_URL") or DATASETS_URL
-    return f"{base.rstrip('/')}/{name}.tar.gz"
-
-
-def reference_url(filename: str) -> str:
-    """The address of a reference checkpoint, on ``IMGTRANS_REFERENCE_URL`` when it is set."""
-    base = os.environ.get("IMGTRANS_REFERENCE_URL") or REFERENCE_URL
-    return f"{base.rstrip('/')}/{filename}"
-
-
-def download(url: str, destination: str | os.PathLike, sha256: str | None = None) -> Path:
+def download(
+    url: str, destination: str | os.PathLike, sha256: str | None = None, *, max_bytes: int | None = None
+) -> Path:
     """Download ``url`` to ``destination`` atomically, checking its length and, if given, its SHA-256.
+
+    Args:
+        max_bytes: the most the file may hold; a longer one (announced or sent) is stopped.
 
     Raises:
         DownloadError: offline mode, unreachable host, HTTP error, timeout, a body shorter than
-            its ``Content-Length``, or a checksum mismatch. Nothing is left at ``destination``.
+            its ``Content-Length`` or longer than it or ``max_bytes``, or a checksum mismatch.
+            Nothing is left at ``destination``.
     """
     destination = Path(destination)
     if offline():
@@ -102,16 +116,12 @@ def download(url: str, destination: str | os.PathLike, sha256: str | None = None
     remove_stale_temporaries(destination.parent)
     partial = temporary_path(destination, "part")
     try:
-        digest, received = hashlib.sha256(), 0
+        digest = hashlib.sha256()
         with urllib.request.urlopen(url, timeout=timeout()) as response, open(partial, "wb") as out:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length is not None and length.isdigit() else None
-            with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name, disable=None) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+            expected = _announced(response, url, max_bytes)
+            _copy(response, out, url, min(x for x in (expected, max_bytes, float("inf")) if x is not None),
+                  destination.name, expected, 0, digest)  # fmt: skip
+        received = partial.stat().st_size
         if expected is not None and received != expected:
             raise DownloadError(f"download of {url} was cut short: got {received} of {expected} bytes")
         if sha256 is not None and digest.hexdigest() != sha256.lower():
@@ -135,12 +145,36 @@ def download(url: str, destination: str | os.PathLike, sha256: str | None = None
     return destination
 
 
-def download_resumable(url: str, destination: Path, tries: int = 3) -> Path:
+def _announced(response, url: str, max_bytes: int | None, have: int = 0) -> int | None:
+    """The body's announced length (``Content-Length``); one beyond ``max_bytes`` (with ``have``) is refused."""
+    length = response.headers.get("Content-Length")
+    expected = int(length) if length is not None and length.isdigit() else None
+    if expected is not None and max_bytes is not None and have + expected > max_bytes:
+        raise _too_long(url, have + expected, max_bytes, announced=True)
+    return expected
+
+
+def _copy(response, out, url: str, limit: float, name: str, total: int | None, have: int, digest=None) -> None:
+    """Copy the body to ``out`` until it ends, refusing more than ``limit`` bytes in all (``have`` already there)."""
+    with tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=name, disable=None) as bar:
+        size = have
+        while chunk := response.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise _too_long(url, size, int(limit), announced=False)
+            out.write(chunk)
+            if digest is not None:
+                digest.update(chunk)
+            bar.update(len(chunk))
+
+
+def download_resumable(url: str, destination: Path, tries: int = 3, *, max_bytes: int | None = None) -> Path:
     """Download ``url`` to ``destination`` through ``destination.part``, resuming with HTTP ``Range``.
 
     A partial file left by an earlier call or a dropped connection is continued from its end when
     the server honours ``Range`` (``206``), and restarted when it does not (``200``). The file is
-    renamed to ``destination`` only once it has the length the server announced.
+    renamed to ``destination`` only once it has the length the server announced. A file longer
+    than announced or than ``max_bytes`` is stopped and its part removed.
     """
     if offline():
         raise DownloadError(f"offline mode (HF_HUB_OFFLINE is set), so {url} was not downloaded")
@@ -149,7 +183,7 @@ def download_resumable(url: str, destination: Path, tries: int = 3) -> Path:
     problem = ""
     for _ in range(tries):
         try:
-            if _fetch_once(url, partial):
+            if _fetch_once(url, partial, max_bytes):
                 os.replace(partial, destination)
                 return destination
             problem = f"the connection closed at {_size(partial)} bytes"
@@ -161,6 +195,9 @@ def download_resumable(url: str, destination: Path, tries: int = 3) -> Path:
             raise DownloadError(f"cannot reach {url}: {error.reason}") from None
         except (socket.timeout, TimeoutError):
             problem = f"no data for {timeout():g} s (HF_HUB_DOWNLOAD_TIMEOUT)"
+        except DownloadError:
+            partial.unlink(missing_ok=True)
+            raise
         except (ConnectionError, http.client.HTTPException) as error:
             problem = f"{type(error).__name__}: {error}"
     raise DownloadError(
@@ -174,7 +211,7 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _fetch_once(url: str, partial: Path) -> bool:
+def _fetch_once(url: str, partial: Path, max_bytes: int | None = None) -> bool:
     """One request, appending to ``partial``; ``True`` when the file is complete."""
     have = _size(partial)
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -189,28 +226,81 @@ def _fetch_once(url: str, partial: Path) -> bool:
         partial.unlink()
         return False
     with response:
-        length = response.headers.get("Content-Length")
         if response.status == 206 and response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
             total = response.headers["Content-Range"].rpartition("/")[2]
             expected = int(total) if total.isdigit() else None
+            if expected is not None and max_bytes is not None and expected > max_bytes:
+                raise _too_long(url, expected, max_bytes, announced=True)
+            _announced(response, url, max_bytes, have)
             mode = "ab"
         else:  # the server sent the whole file: start over
             have, mode = 0, "wb"
-            expected = int(length) if length is not None and length.isdigit() else None
-        name = partial.name.removesuffix(".part")
-        with open(partial, mode) as out, tqdm(
-            total=expected, initial=have, unit="B", unit_scale=True, desc=name, disable=None
-        ) as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
+            expected = _announced(response, url, max_bytes)
+        limit = min(x for x in (expected, max_bytes, float("inf")) if x is not None)
+        with open(partial, mode) as out:
+            _copy(response, out, url, limit, partial.name.removesuffix(".part"), expected, have)
     size = partial.stat().st_size
     if expected is None:
         return True  # no length announced: the archive check that follows is the judge
-    if size > expected:
-        partial.unlink()
-        raise DownloadError(f"{url} sent {size} bytes, more than the {expected} it announced")
     return size == expected
+
+
+def retry_corrupt(fetch: Callable[[bool], T], use: Callable[[T], R], corrupt, note: Callable[[Exception], None]) -> R:
+    """``use(fetch(False))``; if ``use`` finds the copy corrupt (raises ``corrupt``), ``note`` it and use a fresh one.
+
+    The one retry-on-corrupt rule of every download: a damaged copy (cached, or cut short in a way
+    its length did not show) is fetched once more with ``fetch(True)``; a second damaged copy is
+    the caller's error to report (the exception of the second ``use`` propagates).
+    """
+    got = fetch(False)
+    try:
+        return use(got)
+    except corrupt as problem:
+        note(problem)
+    return use(fetch(True))
+
+
+def checksums_file() -> Path:
+    """Where the SHA-256 of each file first downloaded without a published checksum is recorded."""
+    return cache_dir() / "checksums.json"
+
+
+def check_first_seen(key: str, path: Path, source: str, what_to_do: str) -> str:
+    """Trust on first use: record the SHA-256 of ``path`` under ``key`` the first time, compare it after.
+
+    Args:
+        key: what the file is, whatever its address (``"datasets/facades.tar.gz"``).
+        path: the downloaded file.
+        source: where it came from, recorded beside the checksum and named in messages.
+        what_to_do: the end of the refusal's sentence: how to accept the new file if it is trusted.
+
+    Returns:
+        The file's SHA-256.
+
+    Raises:
+        ChangedDownloadError: ``key`` was recorded with another SHA-256.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    sha256, record = digest.hexdigest(), checksums_file()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with open(record.with_name(".checksums.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = json.loads(record.read_text()) if record.is_file() else {}
+        first = known.get(key)
+        if first is None:
+            known[key] = {"sha256": sha256, "bytes": path.stat().st_size, "source": source,
+                          "first_downloaded": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}  # fmt: skip
+            atomic_write(record, json.dumps(known, indent=2, sort_keys=True) + "\n")
+        elif first["sha256"] != sha256:
+            raise ChangedDownloadError(
+                f"{key} from {source} is not the file first downloaded on {first['first_downloaded']} from "
+                f"{first['source']} (SHA-256 {sha256[:16]}..., recorded {first['sha256'][:16]}... in {record}); "
+                f"it was not used. {what_to_do}"
+            )
+    return sha256
 
 
 def hub_download(repo_id: str, filename: str, revision: str | None = None, *, refresh: bool = False) -> Path:

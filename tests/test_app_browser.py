@@ -10,9 +10,12 @@ them).
 from __future__ import annotations
 
 import base64
+import functools
 import shutil
 import tempfile
 import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 
 import numpy as np
@@ -42,7 +45,9 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 # The flags a closed network needs: without them Chromium stalls on its background requests.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1400,1000")  # fmt: skip
+         "--disable-dev-shm-usage", "--window-size=1400,1000",
+         "--host-resolver-rules=MAP rebind.test 127.0.0.1")  # fmt: skip
+# (rebind.test resolves to this machine, as a DNS-rebinding site's name does once rebound)
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +191,42 @@ def test_refusals_appear_on_the_page(browser, server, tmp_path):
     browser.find_element(By.ID, "upload").send_keys(str(big))
     WebDriverWait(browser, 30).until(lambda d: "limit is 0.3 MiB" in message.text)
     assert int(browser.find_element(By.ID, "output").get_attribute("data-seq")) == 1  # nothing new was shown
+
+
+POST = """
+const done = arguments[arguments.length - 1];
+fetch(arguments[0], {method: "POST", mode: arguments[1], body: new Blob(["not even an image"])})
+  .then(r => done(r.type === "opaque" ? "opaque" : String(r.status)), e => done("error " + e));
+"""
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_another_site_or_a_rebound_name_cannot_use_the_server(browser, server, tmp_path, monkeypatch):
+    calls = []
+    original = server.translate_png
+    counted = lambda body, gone=lambda: False: calls.append(1) or original(body, gone)  # noqa: E731
+    monkeypatch.setattr(server, "translate_png", counted)
+    port = server.server_address[1]
+    endpoint = f"{server.url}api/translate"
+
+    browser.get(f"http://rebind.test:{port}/")  # DNS rebinding: the server's own address under the site's name
+    assert "a guard against DNS rebinding" in browser.find_element(By.TAG_NAME, "body").text
+    assert browser.execute_async_script(POST, f"http://rebind.test:{port}/api/translate", "same-origin") == "403"
+
+    (tmp_path / "attack.html").write_text("<!doctype html><title>another site</title><p>hello</p>")
+    other = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path)))
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        browser.get(f"http://127.0.0.1:{other.server_address[1]}/attack.html")  # another origin: another port
+        assert browser.execute_async_script(POST, endpoint, "no-cors") == "opaque"  # sent; the answer is hidden
+        time.sleep(0.5)
+        assert calls == []
+    finally:
+        other.shutdown()
+        other.server_close()
+    open_page(browser, server)  # the page itself: the same request reaches the model's door (415: it is no image)
+    assert browser.execute_async_script(POST, endpoint, "same-origin") == "415" and calls

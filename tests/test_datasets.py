@@ -226,14 +226,22 @@ def test_a_folder_imgtrans_did_not_make_is_never_overwritten(served, zoo_env):
     (mine / "notes.txt").write_text("my own")
     with pytest.raises(ValueError, match="was not made by `imgtrans data download`"):
         download_dataset("facades")
+    with pytest.raises(ValueError, match="not even with --overwrite"):
+        download_dataset("facades", overwrite=True)
     assert (mine / "notes.txt").read_text() == "my own"
 
 
-def test_force_replaces_a_complete_copy(served, zoo_env):
+def test_overwrite_replaces_a_complete_copy_and_nothing_else_does(served, zoo_env, capsys):
     folder = download_dataset("facades")
     (folder / "train" / "1.png").unlink()
-    download_dataset("facades", force=True)
+    assert main(["data", "download", "facades"]) == 0  # a complete copy is left as it is, and said so
+    assert "already there, unchanged (--overwrite downloads it again)" in capsys.readouterr().out
+    assert not (folder / "train" / "1.png").exists()
+    assert main(["data", "download", "facades", "--overwrite"]) == 0
     assert (folder / "train" / "1.png").is_file() and is_downloaded("facades")
+    (folder / "train" / "1.png").unlink()
+    download_dataset("facades", force=True)  # the old name of overwrite
+    assert (folder / "train" / "1.png").is_file()
 
 
 def test_cityscapes_offline_unknown_and_unreachable(zoo_env, monkeypatch):
@@ -252,9 +260,11 @@ def test_cityscapes_offline_unknown_and_unreachable(zoo_env, monkeypatch):
 
 def test_the_default_address_is_the_reference_servers(monkeypatch):
     monkeypatch.delenv("IMGTRANS_DATASETS_URL", raising=False)
-    assert datasets.dataset_entry("facades").url == "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz"
+    assert datasets.dataset_entry("facades").url == "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz"
+    assert not datasets.dataset_entry("facades").plain_http
     monkeypatch.setenv("IMGTRANS_DATASETS_URL", "http://mirror.example/pix2pix/")
     assert datasets.dataset_entry("maps").url == "http://mirror.example/pix2pix/maps.tar.gz"
+    assert datasets.dataset_entry("maps").plain_http
 
 
 def test_data_list_shows_size_direction_and_licence(zoo_env, capsys):

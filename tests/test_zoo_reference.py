@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 import imgtrans
 from imgtrans.cli import main
 from imgtrans.models.pix2pix import pix2pix
-from imgtrans.hub import DownloadError, reference_url
+from imgtrans.hub import DownloadError
+from imgtrans.store.zoo import reference_url
 from imgtrans.registry import Published
 
 from conftest import shared_path

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from imgtrans.data.downloads import DATASETS, dataset_dir, datasets_dir, download_dataset, is_downloaded, splits_of
+from imgtrans.data.downloads import (
+    DATASETS,
+    dataset_dir,
+    dataset_entry,
+    datasets_dir,
+    download_dataset,
+    is_downloaded,
+    splits_of,
+)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -17,11 +25,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "download",
         help="download and extract a dataset (resumable; use it by name: --data NAME or NAME/SPLIT)",
         description="Fetches NAME.tar.gz from the reference implementation's server (or the mirror in "
-        "IMGTRANS_DATASETS_URL), resuming an interrupted download, and extracts it safely.",
+        "IMGTRANS_DATASETS_URL), resuming an interrupted download, and extracts it safely. Without network, "
+        "fetch the archive elsewhere and pass it with --from FILE.",
     )
     download.add_argument("name", help="a name from `imgtrans data list`")
     download.add_argument("--root", help="where to put it (default $HF_HOME/imgtrans/datasets)")
-    download.add_argument("--force", action="store_true", help="download and extract again over a complete copy")
+    download.add_argument("--overwrite", "--force", action="store_true", dest="overwrite",
+                          help="download and extract again over a complete copy that imgtrans made")  # fmt: skip
+    download.add_argument("--from", dest="archive", metavar="FILE",
+                          help="extract this NAME.tar.gz (fetched by hand) instead of downloading; it is checked the "
+                          "same way and left where it is")  # fmt: skip
     download.add_argument("--keep-archive", action="store_true", help="keep NAME.tar.gz in ROOT/.downloads")
     download.set_defaults(run=run_download)
 
@@ -40,12 +53,18 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{'':<{width}}  {entry.task}")
         print(f"{'':<{width}}  source: {entry.source}")
         print(f"{'':<{width}}  licence: {entry.licence}")
+        if entry.downloadable:
+            warning = "  (plain http: not encrypted; checked against the SHA-256 of its first download)"
+            print(f"{'':<{width}}  from: {entry.url}{warning if entry.plain_http else ''}")
     return 0
 
 
 def run_download(args: argparse.Namespace) -> int:
-    folder = download_dataset(args.name, args.root, force=args.force, keep_archive=args.keep_archive)
-    entry = DATASETS[args.name]
+    entry = dataset_entry(args.name)
+    if entry.downloadable and is_downloaded(args.name, args.root) and not args.overwrite:
+        print(f"{dataset_dir(args.name, args.root)} is already there, unchanged (--overwrite downloads it again)")
+    folder = download_dataset(args.name, args.root, overwrite=args.overwrite, keep_archive=args.keep_archive,
+                              archive=args.archive)  # fmt: skip
     print(f"{folder}: {', '.join(splits_of(folder))}; direction {entry.direction} ({entry.task})")
     if args.root is None:
         print(f"use it as --data {args.name} (the train split) or --data {args.name}/SPLIT")

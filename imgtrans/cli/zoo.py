@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from imgtrans.store.config import ModelConfig
-from imgtrans.hub import reference_url
 from imgtrans.registry import entry
-from imgtrans.store.zoo import cached_path, fetch, is_cached, list_pretrained, published
+from imgtrans.store.zoo import cached_path, fetch, is_cached, list_pretrained, published, reference_url
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

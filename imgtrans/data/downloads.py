@@ -11,10 +11,17 @@ same with the guarantees a script does not give:
   is extracted into a hidden sibling folder that is renamed into place with a completion marker
   inside, so a killed extraction never leaves a folder that looks like a dataset;
 - **verified**: every member of the archive is read to its end before extraction, so a truncated
-  or corrupt archive (gzip CRC, tar headers) is detected; it is deleted and fetched once more;
-- **safe**: members that would land outside the dataset's folder (``../``, absolute paths), links
-  and device files are refused before anything is written, and extraction also runs under
-  Python's ``tarfile`` ``"data"`` filter.
+  or corrupt archive (gzip CRC, tar headers) is detected; it is deleted and fetched once more
+  ([retry_corrupt][imgtrans.hub.retry_corrupt]). Its SHA-256 is recorded at the first download
+  and a later download that differs is refused ([check_first_seen][imgtrans.hub.check_first_seen]);
+- **bounded**: the catalogue's size bounds the download (1.5 times it), the expanded size (4 times
+  it) and the members (twice the images, and 64); beyond, the download or the archive is refused
+  and nothing is kept;
+- **safe**: members that would land outside the dataset's folder (``../``, absolute paths), links,
+  sparse and device files are refused before anything is written, and extraction also runs under
+  Python's ``tarfile`` ``"data"`` filter (see [archives][imgtrans.data.archives]).
+
+https is used: the reference's server offers it (its script names plain http).
 
 Datasets go to ``$HF_HOME/imgtrans/datasets/NAME/`` beside the zoo's models (or ``root``), each
 with its splits as the archive has them (``train/``, ``val/``, ``test/``). Training and
@@ -26,34 +33,62 @@ into the train split's folder and ``"facades/test"`` into the test split's.
 | ``IMGTRANS_DATASETS_URL`` | a mirror: a base address under which ``NAME.tar.gz`` is fetched |
 | ``HF_HOME`` | root of the caches (datasets in ``$HF_HOME/imgtrans/datasets``) |
 | ``HF_HUB_OFFLINE`` | ``1``: never use the network |
-| ``IMGTRANS_DOWNLOAD_TIMEOUT`` | seconds a connection may stay silent (default 10) |
+| ``HF_HUB_DOWNLOAD_TIMEOUT`` | seconds a connection may stay silent (default 10) |
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
+import re
 import shutil
-import tarfile
-import uuid
-import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator
 
-from tqdm.auto import tqdm
-
-from imgtrans.hub import DownloadError, cache_dir, datasets_url, download_resumable
+from imgtrans.data.archives import (
+    CORRUPT,
+    MARKER,
+    ArchiveTooLargeError,
+    Bounds,
+    UnsafeArchiveError,
+    check_archive,
+    extract_atomically,
+    splits_of,
+)
+from imgtrans.hub import (
+    ChangedDownloadError,
+    DownloadError,
+    cache_dir,
+    check_first_seen,
+    download_resumable,
+    retry_corrupt,
+)
 from imgtrans.registry import did_you_mean
 
-MARKER = ".imgtrans-dataset.json"
-"""The file written inside a dataset's folder once it is completely extracted."""
+__all__ = [
+    "DATASETS",
+    "DATASETS_URL",
+    "MARKER",
+    "ArchiveTooLargeError",
+    "DatasetEntry",
+    "UnsafeArchiveError",
+    "dataset_dir",
+    "dataset_entry",
+    "datasets_dir",
+    "download_dataset",
+    "is_downloaded",
+    "list_datasets",
+    "resolve_data",
+    "splits_of",
+]
 
+DATASETS_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+"""Where the reference implementation's datasets are (its script names the same server over plain http);
+``IMGTRANS_DATASETS_URL`` picks a mirror."""
 
-class UnsafeArchiveError(ValueError):
-    """An archive holds a member that would be written outside its folder, a link, or a device."""
+UNITS = {"kB": 10**3, "MB": 10**6, "GB": 10**9}
 
 
 @dataclass(frozen=True)
@@ -82,8 +117,37 @@ class DatasetEntry:
 
     @property
     def url(self) -> str:
-        """Where ``NAME.tar.gz`` is fetched from: ``$IMGTRANS_DATASETS_URL/NAME.tar.gz`` or the reference's."""
-        return datasets_url(self.name)
+        """Where ``NAME.tar.gz`` is fetched from: ``$IMGTRANS_DATASETS_URL/NAME.tar.gz`` or the reference's
+        (the variable is read at each call)."""
+        base = os.environ.get("IMGTRANS_DATASETS_URL") or DATASETS_URL
+        return f"{base.rstrip('/')}/{self.name}.tar.gz"
+
+    @property
+    def archive_bytes(self) -> int:
+        """The catalogued size in bytes (``"29 MB"`` is 29,000,000)."""
+        number, unit = self.size.split()
+        return int(float(number) * UNITS[unit])
+
+    @property
+    def images(self) -> int:
+        """The images of all splits, as catalogued (``"train (400)"``...)."""
+        return sum(int(n) for split in self.splits for n in re.findall(r"\((\d+)\)", split))
+
+    @property
+    def max_download(self) -> int:
+        """The longest download accepted: 1.5 times the catalogued size (which is rounded), and 1 MiB."""
+        return self.archive_bytes * 3 // 2 + 2**20
+
+    @property
+    def bounds(self) -> Bounds:
+        """What the archive may hold: twice its images (and 64 folders or extras) as members, and 4 times its
+        catalogued size as expanded bytes (pix2pix archives hold JPEG and PNG images, which do not compress)."""
+        return Bounds(2 * self.images + 64, 4 * self.archive_bytes + 2**20, f"{self.size}, {self.images:,} images")
+
+    @property
+    def plain_http(self) -> bool:
+        """Whether the archive comes over unencrypted http (a mirror's choice)."""
+        return self.url.startswith("http://")
 
 
 # Sizes are those of the reference server's listing (2018); pair counts from the reference's
@@ -182,11 +246,6 @@ def is_downloaded(name: str, root: str | os.PathLike | None = None) -> bool:
     return (dataset_dir(name, root) / MARKER).is_file()
 
 
-def splits_of(folder: Path) -> list[str]:
-    """The split folders of an extracted dataset, sorted."""
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
 def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.PathLike | None = None) -> Path:
     """The folder a ``--data`` value names: an existing path as it is, or a downloaded dataset's split.
 
@@ -228,21 +287,32 @@ def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.
 
 
 def download_dataset(
-    name: str, root: str | os.PathLike | None = None, *, force: bool = False, keep_archive: bool = False
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    keep_archive: bool = False,
+    archive: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> Path:
     """Download and extract dataset ``name``; returns its folder. Does nothing if it is already there.
 
     Args:
         name: a name from [DATASETS][imgtrans.data.downloads.DATASETS].
         root: the folder to put it in (default ``$HF_HOME/imgtrans/datasets``).
-        force: download and extract again over a complete copy.
+        overwrite: download and extract again over a complete copy that imgtrans made
+            (``force`` is the old name); a folder imgtrans did not make is never replaced.
         keep_archive: keep ``NAME.tar.gz`` in ``root/.downloads`` after extraction.
+        archive: a ``NAME.tar.gz`` already on disk (fetched by hand) to extract instead of
+            downloading; it is checked the same way and left where it is.
 
     Raises:
-        ValueError: Cityscapes (it needs the user's registration), or a folder in the way that
-            imgtrans did not make.
-        DownloadError: offline, unreachable, cut short after every retry, or corrupt twice.
-        UnsafeArchiveError: the archive holds members that escape its folder, or links.
+        ValueError: Cityscapes (it needs the user's registration), a folder in the way that
+            imgtrans did not make, or an ``archive`` that cannot be read.
+        DownloadError: offline, unreachable, cut short after every retry, longer than the
+            catalogue allows, corrupt twice, or (ChangedDownloadError) not the file first downloaded.
+        UnsafeArchiveError: members that escape the folder, links, or (ArchiveTooLargeError) far
+            more members or bytes than the catalogue's entry.
     """
     entry = dataset_entry(name)
     if not entry.downloadable:
@@ -251,109 +321,101 @@ def download_dataset(
     target = base / entry.name
     base.mkdir(parents=True, exist_ok=True)
     with _locked(base / f".{entry.name}.lock"):
-        if (target / MARKER).is_file() and not force:
+        if (target / MARKER).is_file() and not (overwrite or force):
             return target
         if target.exists() and not (target / MARKER).is_file():
             raise ValueError(
-                f"{target} exists but was not made by `imgtrans data download` (no {MARKER} in it); "
-                "move it away, or download elsewhere with --root DIR"
+                f"{target} exists but was not made by `imgtrans data download` (no {MARKER} in it), so it is not "
+                "replaced (not even with --overwrite); move it away, or download elsewhere with --root DIR"
             )
         _remove_stale(base, entry.name)
-        archive = base / ".downloads" / f"{entry.name}.tar.gz"
-        for attempt in range(2):  # a corrupt archive is deleted and fetched once more
-            if not archive.is_file():
-                download_resumable(entry.url, archive)
+        if archive is not None:
+            source, members = Path(archive), _check_given(Path(archive), entry)
+            sha256 = _first_seen(entry, source, str(source))
+        else:
+            source = base / ".downloads" / f"{entry.name}.tar.gz"
             try:
-                members = check_archive(archive, entry.name)
-                break
-            except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-                archive.unlink(missing_ok=True)
-                if attempt == 1:
-                    raise DownloadError(
-                        f"{entry.url} gave a corrupt archive twice ({type(error).__name__}: {error}); "
-                        "the server or mirror (IMGTRANS_DATASETS_URL) serves a damaged file"
-                    ) from None
-                print(f"{archive.name} is corrupt ({type(error).__name__}: {error}); downloading it again")
-        extract_atomically(archive, base, entry.name, {"url": entry.url, "files": members})
-        if not keep_archive:
-            archive.unlink(missing_ok=True)
+                members = _fetch_checked(entry, source)
+                sha256 = _first_seen(entry, source, entry.url)
+            except (UnsafeArchiveError, ChangedDownloadError):
+                source.unlink(missing_ok=True)  # nothing a later run would trust stays behind
+                raise
+        extract_atomically(source, base, entry.name, {"url": entry.url if archive is None else str(source),
+                                                      "files": members, "sha256": sha256}, entry.bounds)  # fmt: skip
+        if archive is None and not keep_archive:
+            source.unlink(missing_ok=True)
     return target
 
 
-def check_archive(archive: Path, name: str) -> int:
-    """Read every member of a ``.tar.gz`` to its end; returns the number of files.
+def _fetch_checked(entry: DatasetEntry, archive: Path) -> int:
+    """Download ``archive`` (unless a complete one is there) and check it; a corrupt one is fetched once more."""
 
-    Reading through to the end checks the gzip CRC and length, so truncation and corruption are
-    found here, before anything is extracted.
+    def fetch(refresh: bool) -> Path:
+        if refresh or not archive.is_file():
+            archive.unlink(missing_ok=True)
+            try:
+                download_resumable(entry.url, archive, max_bytes=entry.max_download)
+            except DownloadError as error:
+                _by_hand(error, entry, archive)
+        return archive
 
-    Raises:
-        tarfile.TarError, EOFError, zlib.error, OSError: a truncated or corrupt archive.
-        UnsafeArchiveError: a member outside ``name/``, an absolute or ``..`` path, a link or a device.
-    """
-    files = 0
-    with tarfile.open(archive, mode="r:gz") as tar:
-        for member in tar:
-            unsafe_member(member, name)
-            if member.isfile():
-                stream = tar.extractfile(member)
-                while stream is not None and stream.read(1 << 20):
-                    pass
-                files += 1
-    if files == 0:
-        raise tarfile.TarError(f"{archive.name} holds no files")
-    return files
+    def use(path: Path) -> int:
+        try:
+            return check_archive(path, entry.name, entry.bounds)
+        except CORRUPT:
+            path.unlink(missing_ok=True)
+            raise
 
+    def note(error: Exception) -> None:
+        print(f"{archive.name} is corrupt ({type(error).__name__}: {error}); downloading it again")
 
-def unsafe_member(member: tarfile.TarInfo, name: str) -> None:
-    """Raise [UnsafeArchiveError][imgtrans.data.downloads.UnsafeArchiveError] unless ``member`` is a plain file
-    or folder under ``name/``."""
-    path = PurePosixPath(member.name)
-    where = f"archive member {member.name!r}"
-    if path.is_absolute() or member.name.startswith(("/", "\\")) or ":" in path.parts[0]:
-        raise UnsafeArchiveError(f"{where} has an absolute path; refusing to extract the archive")
-    if ".." in path.parts:
-        raise UnsafeArchiveError(f"{where} climbs out of the target folder with '..'; refusing to extract the archive")
-    if member.issym() or member.islnk():
-        raise UnsafeArchiveError(
-            f"{where} is a link (to {member.linkname!r}); pix2pix datasets hold only images, refusing to extract"
-        )
-    if not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(f"{where} is a device or special file; refusing to extract the archive")
-    if path.parts[0] != name:
-        raise UnsafeArchiveError(f"{where} is not inside {name}/, where the dataset must unpack; refusing to extract")
-
-
-def extract_atomically(archive: Path, base: Path, name: str, info: dict) -> Path:
-    """Extract ``archive`` (holding ``name/...``) to ``base/name`` so that it appears complete or not at all.
-
-    The archive is unpacked into a hidden sibling, ``base/.name.extracting-XXXX``; the marker file
-    is written inside the dataset's folder there, and only then is that folder renamed to
-    ``base/name``. A process killed on the way leaves only the hidden folder, which the next
-    download removes.
-    """
-    staging = base / f".{name}.extracting-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            members = tar.getmembers()
-            for member in members:
-                unsafe_member(member, name)
-            tar.extractall(staging, members=members, filter="data")
-        folder = staging / name
-        if not folder.is_dir() or not splits_of(folder):
-            raise DownloadError(f"{archive.name} does not hold {name}/ with split folders (train/, test/...)")
-        (folder / MARKER).write_text(json.dumps({"name": name, **info}, indent=2) + "\n")
-        target = base / name
-        old = None
-        if target.exists():  # a complete copy being replaced (force): move it aside first
-            old = base / f".{name}.replaced-{uuid.uuid4().hex[:8]}"
-            os.rename(target, old)
-        os.rename(folder, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return target
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return retry_corrupt(fetch, use, CORRUPT, note)
+    except DownloadError:
+        raise
+    except CORRUPT as error:
+        raise DownloadError(
+            f"{entry.url} gave a corrupt archive twice ({type(error).__name__}: {error}); "
+            "the server or mirror (IMGTRANS_DATASETS_URL) serves a damaged file"
+        ) from None
+
+
+def _by_hand(error: DownloadError, entry: DatasetEntry, archive: Path) -> None:
+    """Raise ``error`` with what to do without a network, when the network is what failed."""
+    message = str(error)
+    if not any(words in message for words in ("offline mode", "cannot reach", "did not answer", "answered HTTP")):
+        raise error
+    failure = DownloadError(
+        f"{message}. Without network here: fetch {entry.url} on a connected machine, then pass the file: "
+        f"download_dataset({entry.name!r}, archive=FILE)"
+    )
+    failure.cli_message = (
+        f"{message}. Without network here: fetch {entry.url} on a connected machine, then run "
+        f"`imgtrans data download {entry.name} --from FILE`"
+    )
+    raise failure from None
+
+
+def _check_given(archive: Path, entry: DatasetEntry) -> int:
+    """Check an archive the user fetched by hand; one that cannot be read is a ``ValueError`` naming it."""
+    if not archive.is_file():
+        raise ValueError(f"{archive} is not a file; pass the {entry.name}.tar.gz you downloaded")
+    try:
+        return check_archive(archive, entry.name, entry.bounds)
+    except CORRUPT as error:
+        raise ValueError(
+            f"{archive} is not a complete {entry.name}.tar.gz ({type(error).__name__}: {error}); fetch "
+            f"{entry.url} again"
+        ) from None
+
+
+def _first_seen(entry: DatasetEntry, archive: Path, source: str) -> str:
+    """The archive's SHA-256, recorded at the first download of ``entry`` and compared at every later one."""
+    return check_first_seen(
+        f"datasets/{entry.name}.tar.gz", archive, source,
+        f"If the new file is trusted, remove the entry 'datasets/{entry.name}.tar.gz' from that file and run the "
+        "same command again",
+    )  # fmt: skip
 
 
 def _remove_stale(base: Path, name: str) -> None:

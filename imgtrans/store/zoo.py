@@ -10,12 +10,17 @@ by a [Published][imgtrans.registry.Published] record. Its weights come from one 
   so every later load reads only safetensors.
 
 Whatever is read is checked against its SHA-256 when one is known (the published one for
-downloads, ``config.json``'s for the cache). A damaged cached copy is reported with a warning and
-fetched again at once; a failed download leaves nothing behind, so the next call starts afresh.
+downloads, ``config.json``'s for the cache); a reference checkpoint published without one has its
+SHA-256 recorded at its first download and later downloads are checked against it
+([check_first_seen][imgtrans.hub.check_first_seen]). A download is bounded by the size the
+model's architecture implies. A damaged cached copy is reported with a warning and fetched again
+at once ([retry_corrupt][imgtrans.hub.retry_corrupt]); a failed download leaves nothing behind,
+so the next call starts afresh.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -23,7 +28,16 @@ import torch
 
 from imgtrans.store.card import model_card
 from imgtrans.store.config import CONFIG_FILE, ModelConfig
-from imgtrans.hub import DownloadError, cache_dir, download, hub_cache_dir, hub_download, reference_url
+from imgtrans.hub import (
+    ChangedDownloadError,
+    DownloadError,
+    cache_dir,
+    check_first_seen,
+    download,
+    hub_cache_dir,
+    hub_download,
+    retry_corrupt,
+)
 from imgtrans.io import atomic_write, file_sha256
 from imgtrans.store.reference import convert_reference
 from imgtrans.registry import Published, did_you_mean, entry, list_models
@@ -32,7 +46,27 @@ from imgtrans.store.weights import CorruptWeightsError, StateDict, check_weights
 WEIGHTS_FILE, CARD_FILE = "model.safetensors", "README.md"
 Weights = tuple[StateDict, "tuple[str, ...] | None", Path]
 
-__all__ = ["cached_path", "convert_reference", "fetch", "is_cached", "list_pretrained", "published", "read_published"]
+REFERENCE_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
+"""Where the reference implementation publishes its pix2pix checkpoints (its ``download_pix2pix_model.sh``
+names the same server over plain http); ``IMGTRANS_REFERENCE_URL`` overrides it."""
+
+__all__ = [
+    "REFERENCE_URL",
+    "cached_path",
+    "convert_reference",
+    "fetch",
+    "is_cached",
+    "list_pretrained",
+    "published",
+    "read_published",
+    "reference_url",
+]
+
+
+def reference_url(filename: str) -> str:
+    """The address of a reference checkpoint, on ``IMGTRANS_REFERENCE_URL`` when it is set (read at each call)."""
+    base = os.environ.get("IMGTRANS_REFERENCE_URL") or REFERENCE_URL
+    return f"{base.rstrip('/')}/{filename}"
 
 
 def list_pretrained() -> list[str]:
@@ -81,15 +115,16 @@ def read_published(name: str) -> Weights:
     A damaged cached copy is fetched again once.
     """
     item = published(name)
-    for refresh in (False, True):
-        path, sha256 = _fetch(name, item, refresh)
-        try:
-            return (*read_weights(path, sha256), path)
-        except CorruptWeightsError as problem:
-            if refresh:
-                raise
-            warnings.warn(f"{problem}; downloading it again", stacklevel=3)
-    raise AssertionError("unreachable")
+
+    def note(problem: Exception) -> None:
+        warnings.warn(f"{problem}; downloading it again", stacklevel=5)
+
+    return retry_corrupt(
+        lambda refresh: _fetch(name, item, refresh),
+        lambda got: (*read_weights(*got), got[0]),
+        CorruptWeightsError,
+        note,
+    )
 
 
 def _fetch(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]:
@@ -99,6 +134,8 @@ def _fetch(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]
             repo_id, revision, filename = item.hub
             return hub_download(repo_id, filename, revision, refresh=refresh), item.sha256
         return _fetch_reference(name, item, refresh)
+    except ChangedDownloadError:  # the network worked: an offline hint would mislead
+        raise
     except DownloadError as error:
         failure = DownloadError(f"{error}. {_offline_hint(name, item)}")
         failure.cli_message = f"{error}. {_offline_hint(name, item, cli=True)}"
@@ -113,9 +150,17 @@ def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, s
             (folder / file).unlink(missing_ok=True)
     if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
         return folder / WEIGHTS_FILE, ModelConfig.read(folder / CONFIG_FILE)[1].get("sha256")
-    checkpoint = folder / item.reference_file
+    checkpoint, url = folder / item.reference_file, reference_url(item.reference_file)
     if not checkpoint.is_file():
-        download(reference_url(item.reference_file), checkpoint, item.sha256)
+        download(url, checkpoint, item.sha256, max_bytes=_largest_checkpoint(name))
+    if item.sha256 is None:  # none published: the first download's is recorded, later ones must match it
+        try:
+            key = f"reference/{item.reference_file}"
+            trust = f"If the new file is trusted, remove the entry {key!r} from that file."
+            check_first_seen(key, checkpoint, url, trust)
+        except DownloadError:
+            checkpoint.unlink()
+            raise
     elif item.sha256 is not None and (actual := file_sha256(checkpoint)) != item.sha256:
         checkpoint.unlink()
         raise DownloadError(f"checksum mismatch for {checkpoint}: its SHA-256 is {actual}, expected {item.sha256}")
@@ -133,6 +178,17 @@ def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, s
     config.write(folder, sha256=sha256)  # last: a folder with a config.json is a complete one
     checkpoint.unlink()
     return folder / WEIGHTS_FILE, sha256
+
+
+def _largest_checkpoint(name: str) -> int:
+    """The most bytes a reference checkpoint of ``name`` can hold: its float32 weights, twice, and 1 MiB.
+
+    The parameters are counted on the ``meta`` device (nothing allocated); a reference ``.pth``
+    holds one part in float32 plus pickle's few bytes a tensor, so twice the whole model is ample.
+    """
+    with torch.device("meta"):
+        layout = ModelConfig.create(name).for_loading().instantiate().state_dict()
+    return 2 * 4 * sum(t.numel() for t in layout.values()) + 2**20
 
 
 def _check_part(config: ModelConfig, item: Published, state: StateDict, source: str) -> tuple[str, ...]:
