@@ -253,10 +253,12 @@ def write_translations(
         try:
             function(image, output)  # atomic: a full disk leaves the earlier file, if any, whole
         except OSError as error:
-            disk = "the disk is full" if error.errno in DISK_ERRORS else f"writing failed ({error.strerror or error})"
+            full = error.errno in DISK_ERRORS
+            what = "the disk is full" if full else f"writing failed ({error.strerror or error})"
+            then = "Free space" if full else "Fix that"
             raise OSError(
-                f"{disk}: wrote {written} of {len(plan)} translation(s) into {args.out}; {output} was not written and "
-                "no earlier file was replaced by a partial one; the inputs are untouched. Free space and run again "
+                f"{what}: wrote {written} of {len(plan)} translation(s) into {args.out}; {output} was not written and "
+                f"no earlier file was replaced by a partial one; the inputs are untouched. {then} and run again "
                 "(with --overwrite to replace those written)"
             ) from None
         written += 1
