@@ -1,4 +1,4 @@
-"""Every option of the commands says what it does, and every flag a message suggests exists on the command that prints it.
+"""Every option of a command says what it does, and every flag a message suggests exists on the command printing it.
 
 The messages are found in the source: every string (f-strings included) of the modules whose errors
 and warnings a command prints. A flag after ``imgtrans OTHER`` in a string is OTHER's (a message may
@@ -96,6 +96,7 @@ def test_every_flag_a_message_suggests_exists_on_that_command(command):
 @pytest.mark.parametrize("command", ["translate", "eval"])
 def test_every_option_says_what_it_does(command):
     parser = commands()[command]
+    assert "--overwrite" in parser.format_help()  # renders (a stray % in a help text would raise here)
     silent = [a.dest for a in parser._actions if not a.help or a.help == argparse.SUPPRESS]
     assert silent == [], silent
     for action in parser._actions:

@@ -116,7 +116,8 @@ def test_translations_are_written_through_the_atomic_writer(model, tmp_path, mon
     monkeypatch.setattr(imgtrans.io, "atomic_write", lambda path, data: written.append(Path(path)) or real(path, data))
     picture(tmp_path / "in" / "a.png")
     picture(tmp_path / "in" / "big.png", size=(150, 70))  # tiled: saved from pixels
-    argv = ["translate", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile", "64", "--overlap", "16"]
+    argv = ["translate", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile", "64",
+            "--overlap", "16"]  # fmt: skip
     assert main(argv) == 0
     assert sorted(written) == [tmp_path / "out" / "a.png", tmp_path / "out" / "big.png"]
 
@@ -231,3 +232,18 @@ def test_the_python_evaluation_refuses_an_earlier_report_in_its_own_words(model,
     with pytest.raises(FileExistsError, match="pass overwrite=True to replace it"):
         evaluate_model(imgtrans.load(model), dataset, tmp_path / "r", modes=["eval"])
     evaluate_model(imgtrans.load(model), dataset, tmp_path / "r", modes=["eval"], overwrite=True)
+
+
+def test_the_smallest_tile_follows_the_generators_padding_multiple(tmp_path, capsys):
+    import imgtrans
+
+    deep = {**TINY_MODEL, "generator_args": {"base_channels": 4, "num_downs": 7}}  # pads to multiples of 128
+    imgtrans.save_pretrained(imgtrans.build("pix2pix-facades", **deep), tmp_path / "deep")
+    source = picture(tmp_path / "a.png", size=(300, 200))
+    argv = ["translate", str(tmp_path / "deep"), str(source), "--out", str(tmp_path / "o"), "--overlap", "16"]
+    assert main(argv + ["--tile", "96"]) == 2
+    err = one_line_error(capsys)
+    assert "--tile must be at least 128 for this model; got 96" in err and "multiple of 128 pixels" in err
+    assert not (tmp_path / "o").exists()
+    assert main(argv + ["--tile", "128"]) == 0
+    assert Image.open(tmp_path / "o" / "a.png").size == (300, 200)

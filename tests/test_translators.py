@@ -54,7 +54,8 @@ def test_every_source_and_backend_gives_a_checked_translator(folders):
 def test_an_onnx_file_with_non_finite_weights_is_refused_at_load(folders, tmp_path, capsys):
     with pytest.raises(ValueError, match="holds 1 NaN or inf value"):
         load_translator(folders["nan"], backend="onnxruntime")
-    argv = ["translate", str(folders["nan"]), str(folders["image"]), "--backend", "onnxruntime", "--out", str(tmp_path / "t")]
+    argv = ["translate", str(folders["nan"]), str(folders["image"]), "--backend", "onnxruntime",
+            "--out", str(tmp_path / "t")]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "NaN or inf" in err and "export it again" in err and len(err.strip().splitlines()) == 1
@@ -75,7 +76,8 @@ def test_non_finite_weights_in_a_model_are_refused_by_check_finite():
     [
         ({"backend": "onnxruntime", "paper_test_mode": True}, "drop paper_test_mode", "drop --paper-test-mode"),
         ({"backend": "onnxruntime", "compile": True}, "drop compile", "drop --compile"),
-        ({"backend": "onnxruntime", "precision": "int8"}, "calibration=[", "add --calibration DIR"),
+        ({"backend": "onnxruntime", "precision": "int8"}, "calibration=[", "--precision int8 needs --calibration DIR"),
+        ({"calibration": "DIR"}, "calibration images are for precision='int8'", "--calibration is for --precision int8"),
         ({"precision": "int8"}, "(backend='onnxruntime')", "(--backend onnxruntime)"),
         ({"source": "onnx"}, "backend='onnxruntime'", "add --backend onnxruntime"),
     ],

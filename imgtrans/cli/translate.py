@@ -44,8 +44,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help=MODEL_HELP + ", or an .onnx file written by imgtrans export")
     p.add_argument("inputs", nargs="+", help="image files or folders of images, or a downloaded dataset: NAME[/SPLIT]")
-    p.add_argument("--out", required=True, help="folder for the translated images (PNG), not an input's folder; "
-                   "inputs of different folders that share a name go to subfolders named after their folders")  # fmt: skip
+    p.add_argument("--out", required=True, help="folder for the translated images (PNG), not an input's folder; inputs "
+                   "of different folders that share a name go to subfolders named after their folders")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never an input)")
     p.add_argument(
         "--batch-size",
@@ -125,7 +125,9 @@ def input_half(args: argparse.Namespace, direction: str | None) -> str | None:
     """The half of AB files to translate: ``--split input`` is the half the direction reads."""
     if args.split == "input":
         if direction is None:
-            raise ValueError("the model does not record which half of AB images is its input; give --direction AtoB or BtoA")
+            raise ValueError(
+                "the model does not record which half of AB images is its input; give --direction AtoB or BtoA"
+            )
         return "left" if direction == "AtoB" else "right"
     return args.split
 
@@ -170,7 +172,8 @@ def plan_outputs(inputs: list[Path], out: Path, overwrite: bool) -> list[tuple[P
             raise ValueError(f"the translation of {file} would replace the input {output}; choose another --out")
     existing = [o for _, o in plan if o.exists() or o.is_symlink()]
     if folder_clash := next((o for o in existing if o.is_dir()), None):
-        raise ValueError(f"{folder_clash} is a folder, where the translation of an input would go; choose another --out")
+        raise ValueError(f"{folder_clash} is a folder, where the translation of an input would go; "
+                         "choose another --out")  # fmt: skip
     if existing and not overwrite:
         raise FileExistsError(f"{len(existing)} of the {len(plan)} output file(s) exist already in {out} (e.g. "
                               f"{existing[0]}); add --overwrite to replace them, or choose another --out")  # fmt: skip
@@ -178,13 +181,13 @@ def plan_outputs(inputs: list[Path], out: Path, overwrite: bool) -> list[tuple[P
 
 
 def check_pairs(args: argparse.Namespace, sizes: dict[Path, tuple[int, int]]) -> None:
-    """With --split, refuse files that are not AB pairs (as train does); without, warn about files that look like pairs."""
+    """With --split, refuse files that are not AB pairs (as train does); without, warn about files that look so."""
     if args.split is None:
         pairs = [(f, w, h) for f, (w, h) in sizes.items() if PAIR_LIKE[0] * h <= w <= PAIR_LIKE[1] * h]
         if pairs:
             f, w, h = pairs[0]
-            print(f"warning: {len(pairs)} of the {len(sizes)} input(s) (e.g. {f}, {w}x{h}) are twice as wide as high, as "
-                  "AB pairs are, and are translated whole; add --split input to translate the model's input half",
+            print(f"warning: {len(pairs)} of the {len(sizes)} input(s) (e.g. {f}, {w}x{h}) are twice as wide as high, "
+                  "as AB pairs are, and are translated whole; add --split input to translate the model's input half",
                   file=sys.stderr)  # fmt: skip
         return
     for f, (w, h) in sizes.items():

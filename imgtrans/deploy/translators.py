@@ -93,13 +93,13 @@ def check_finite(model: nn.Module) -> None:
 
 
 def pad_multiple(model: nn.Module) -> int:
-    """The side multiple the generator pads its inputs to: ``2 ** num_downs`` for a U-Net, 4 for a ResNet (at least 8)."""
+    """The side multiple the generator pads its inputs to: ``2 ** num_downs`` for a U-Net, 4 for a ResNet."""
     generator = generator_of(model)
     if hasattr(generator, "num_downs"):
         return 2 ** int(generator.num_downs)
     if hasattr(generator, "multiple"):
         return int(generator.multiple)
-    return 8 if type(generator).__name__ == "ResnetGenerator" else 1
+    return 4 if type(generator).__name__ == "ResnetGenerator" else 1  # (which also pads below 8 to 8)
 
 
 class Translator:
@@ -259,13 +259,15 @@ class OnnxTranslator(Translator):
 def check_precision(backend: str, precision: str, say: Callable[[str, str], str] = lambda flag, name: name) -> None:
     """Raise a ``ValueError`` naming the valid choices when ``backend`` does not run ``precision``.
 
-    ``say(flag, parameter)`` picks the words for an option (see [load_translator][imgtrans.deploy.translators.load_translator]).
+    ``say(flag, parameter)`` picks the words for an option (see
+    [load_translator][imgtrans.deploy.translators.load_translator]).
     """
     if backend not in BACKENDS:
         raise ValueError(f"{say('--backend', 'backend')} must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if precision not in PRECISIONS[backend]:
         others = [b for b in BACKENDS if precision in PRECISIONS[b]]
-        hint = f"; {precision} runs on the {others[0]} backend ({say('--backend ' + others[0], 'backend=' + repr(others[0]))})" if others else ""
+        option = say(f"--backend {others[0]}", f"backend={others[0]!r}") if others else ""
+        hint = f"; {precision} runs on the {others[0]} backend ({option})" if others else ""
         raise ValueError(
             f"the {backend} backend runs precision {' or '.join(PRECISIONS[backend])}, not {precision!r}{hint}"
         )
@@ -332,21 +334,25 @@ def load_translator(
     precision = precision or "fp32"
     check_precision(backend, precision, say)
     if calibration is not None and precision != "int8":
-        fix = f"drop {say('--calibration', 'calibration')} or add " + say("--precision int8", "precision='int8'")
-        raise ValueError(f"calibration images are for int8 on the onnxruntime backend: {fix}")
+        raise ValueError(say(
+            "--calibration is for --precision int8 (on --backend onnxruntime); drop it or add --precision int8",
+            "calibration images are for precision='int8' (on backend='onnxruntime'); drop them or pass precision='int8'",
+        ))  # fmt: skip
     if backend == "onnxruntime":
         _check_onnx_options(paper_test_mode, compile, say)
         if precision == "int8" and calibration is None:
-            raise ValueError(
-                "int8 needs calibration images to set its ranges: "
-                + say("add --calibration DIR, a folder of real input images", "pass calibration=[images in [-1, 1]]")
-            )
+            raise ValueError(say(
+                "--precision int8 needs --calibration DIR: a folder of real input images to set its ranges",
+                "precision='int8' needs calibration images to set its ranges: pass calibration=[images in [-1, 1]]",
+            ))  # fmt: skip
     from imgtrans.store.factory import load
 
     where = torch.device("cpu") if backend == "onnxruntime" else resolve_device(str(device))
     model = load(source, device=where)
     if backend == "torch":
-        translator: Translator = TorchTranslator(model, precision, where, paper_test_mode=paper_test_mode, compile=compile)
+        translator: Translator = TorchTranslator(
+            model, precision, where, paper_test_mode=paper_test_mode, compile=compile
+        )
     else:
         check_finite(model)
         images = calibration(model) if callable(calibration) else calibration
@@ -384,7 +390,7 @@ def onnx_translator(
     if precision == "int8":
         if calibration is None:
             raise ValueError(
-                "int8 needs calibration images to set its ranges: pass a folder of real inputs (--calibration DIR)"
+                "int8 needs calibration images to set its ranges: pass calibration=[real input images in [-1, 1]]"
             )
         from imgtrans.deploy.int8 import quantize_onnx
 
