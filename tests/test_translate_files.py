@@ -247,3 +247,13 @@ def test_the_smallest_tile_follows_the_generators_padding_multiple(tmp_path, cap
     assert not (tmp_path / "o").exists()
     assert main(argv + ["--tile", "128"]) == 0
     assert Image.open(tmp_path / "o" / "a.png").size == (300, 200)
+
+
+@pytest.mark.parametrize("out", ["a-file.txt", "in/a.png"])
+def test_an_out_that_is_a_file_is_refused_before_anything_is_written(model, tmp_path, out, capsys):
+    source = picture(tmp_path / "in" / "a.png")
+    (tmp_path / "a-file.txt").write_text("mine")
+    before = contents(tmp_path)
+    assert main(["translate", str(model), str(source), "--out", str(tmp_path / out)]) == 2
+    assert "is a file; give a folder" in one_line_error(capsys)
+    assert contents(tmp_path) == before

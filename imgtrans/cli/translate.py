@@ -159,9 +159,11 @@ def plan_outputs(inputs: list[Path], out: Path, overwrite: bool) -> list[tuple[P
         (file, out / (stem.parent / f"{file.name}.png" if counts[str(stem).casefold()] > 1 else f"{stem}.png"))
         for (_, file), stem in zip(files, stems_out)
     ]
-    outputs = Counter(str(o.resolve()).casefold() for _, o in plan)
-    if clash := next((o for _, o in plan if outputs[str(o.resolve()).casefold()] > 1), None):
-        sources = [str(f) for f, o in plan if o == clash]
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the translations")
+    outputs = Counter(_key(o) for _, o in plan)
+    if clash := next((o for _, o in plan if outputs[_key(o)] > 1), None):
+        sources = [str(f) for f, o in plan if _key(o) == _key(clash)]
         raise ValueError(f"{' and '.join(sources)} would both be written to {clash}; rename one of them")
     if out.resolve() in folders:
         example = next(f for folder, f in files if folder == out.resolve())
@@ -178,6 +180,11 @@ def plan_outputs(inputs: list[Path], out: Path, overwrite: bool) -> list[tuple[P
         raise FileExistsError(f"{len(existing)} of the {len(plan)} output file(s) exist already in {out} (e.g. "
                               f"{existing[0]}); add --overwrite to replace them, or choose another --out")  # fmt: skip
     return plan
+
+
+def _key(path: Path) -> str:
+    """A path as the file system may compare it (some ignore case)."""
+    return str(path.resolve()).casefold()
 
 
 def check_pairs(args: argparse.Namespace, sizes: dict[Path, tuple[int, int]]) -> None:
