@@ -249,6 +249,10 @@ def run(args: argparse.Namespace) -> int:
     written = write_translations(args, translator, plan, tiled, split)
     mode = "paper test mode" if args.paper_test_mode else "eval mode"
     print(f"translated {written} image(s) into {out} ({translator.describe()}, {mode})")
+    apart = [(f, o) for f, o in plan if o != out / f"{f.stem}.png"]
+    if apart:
+        more = f" and {len(apart) - 1} more" if len(apart) > 1 else ""
+        print(f"inputs that share a name were kept apart: {apart[0][0]} -> {apart[0][1]}{more}")
     return 0
 
 
