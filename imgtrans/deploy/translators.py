@@ -4,6 +4,8 @@ A [Translator][imgtrans.deploy.translators.Translator] maps a float32 batch ``N 
 its translation, whatever runs it. Every translator checks what could otherwise turn into black
 or constant images written without complaint: weights that are not floating point or not finite,
 inputs with NaN or inf, and outputs with NaN or inf, each reported with its likely cause.
+[load_translator][imgtrans.deploy.translators.load_translator] is the one factory: ``imgtrans
+translate``, ``imgtrans eval``, ``imgtrans app`` and Python make their translator there.
 
 | backend | precision | what runs | output against float32 PyTorch |
 | --- | --- | --- | --- |
@@ -99,7 +101,7 @@ def pad_multiple(model: nn.Module) -> int:
         return 2 ** int(generator.num_downs)
     if hasattr(generator, "multiple"):
         return int(generator.multiple)
-    return 4 if type(generator).__name__ == "ResnetGenerator" else 1  # (which also pads below 8 to 8)
+    return 4 if type(generator).__name__ == "ResnetGenerator" else 1  # (and sides below 8 to 8)
 
 
 class Translator:
