@@ -57,6 +57,7 @@ MOVED = {
     "imgtrans.factory": "imgtrans.store.factory",
     "imgtrans.datasets": "imgtrans.data.downloads",
     "imgtrans.evaluation": "imgtrans.metrics.scoring",
+    "imgtrans.metrics.evaluate": "imgtrans.metrics.tally",
     "imgtrans.runtime": "imgtrans.deploy.translators",
     "imgtrans.export": "imgtrans.deploy.onnx",
     "imgtrans.quantization": "imgtrans.deploy.int8",

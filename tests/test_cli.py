@@ -123,8 +123,12 @@ def trained(tmp_path_factory, data) -> Path:
         (["--batch-size", "-3"], "--batch-size must be at least 1; got -3"),
         (["--tile", "0"], "--tile must be a positive number of pixels; got 0"),
         (["--tile", "-64"], "--tile must be a positive number of pixels"),
-        (["--overlap", "-1"], "--overlap must be at least 0 and below --tile (1024); got -1"),
-        (["--tile", "64", "--overlap", "64"], "--overlap must be at least 0 and below --tile (64); got 64"),
+        (["--overlap", "-1"], "--overlap must be at least 0 and at most half of --tile (512 of 1024)"),
+        (["--tile", "64", "--overlap", "64"], "--overlap must be at least 0 and at most half of --tile (32 of 64)"),
+        (["--tile", "1024", "--overlap", "1000"], "at most half of --tile (512 of 1024), or tiles would step by a few"),
+        # below the generator's padding multiple (32 for the tiny U-Net) and the floor: refused, not run for ever
+        (["--tile", "1", "--overlap", "0"], "--tile must be at least 64 for this model; got 1"),
+        (["--tile", "40", "--overlap", "8"], "--tile must be at least 64 for this model; got 40"),
     ],
 )
 def test_translate_refuses_nonsense_sizes_naming_the_flag(trained, tmp_path, flags, message, capsys):

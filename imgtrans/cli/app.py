@@ -8,7 +8,8 @@ import torch
 
 from imgtrans.app import PALETTES, make_server, palette_for
 from imgtrans.app.server import CLIENT_TIMEOUT, MAX_SIDE, MAX_WAITING
-from imgtrans.cli.common import MODEL_HELP, load_model
+from imgtrans.cli.common import MODEL_HELP
+from imgtrans.deploy.translators import load_translator
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -49,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1; got {args.threads}")
         torch.set_num_threads(args.threads)
-    model, device = load_model(args.model, args.device)
+    if str(args.model).endswith(".onnx"):
+        raise ValueError(f"imgtrans app serves PyTorch models; give the model {args.model} was exported from: "
+                         "a model folder, run folder or checkpoint")  # fmt: skip
+    translator = load_translator(args.model, device=args.device)  # the weights checked, as translate checks them
+    model, device = translator.model, translator.device
     built = getattr(getattr(model, "config", None), "name", "")
     palette = palette_for(str(args.model), built) if args.palette == "auto" else PALETTES[args.palette]
     try:

@@ -53,10 +53,18 @@ def model_direction(model: torch.nn.Module, given: str | None) -> str:
     """The direction to read AB pairs in: the one given, else the one the model records."""
     recorded = getattr(getattr(model, "config", None), "direction", None)
     if given is not None:
+        warn_direction(given, recorded)
         return given
     if recorded is None:
         raise ValueError("the model does not record which half of AB images is its input; give --direction AtoB or BtoA")
     return recorded
+
+
+def warn_direction(given: str | None, recorded: str | None) -> None:
+    """Say on stderr when ``--direction`` contradicts the direction the model records (it was trained the other way)."""
+    if given is not None and recorded is not None and given != recorded:
+        print(f"warning: --direction {given} contradicts the model, which records {recorded}: it reads the other "
+              "half of each pair than the one it was trained on", file=sys.stderr)  # fmt: skip
 
 
 def input_files(inputs: list[str]) -> list[Path]:

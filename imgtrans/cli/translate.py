@@ -1,31 +1,37 @@
-"""``imgtrans translate``: translate image files or folders with a trained model, at any size."""
+"""``imgtrans translate``: translate image files or folders with a trained model, at any size.
+
+The inputs are the user's: every output name is planned and checked before the first is written.
+``--out`` may not be an input's folder, no output replaces an input, an existing file is replaced
+only with ``--overwrite``, and inputs that would share an output name are kept apart (mirrored
+folders for inputs from different folders, the source's extension kept for ``a.png`` and ``a.jpg``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
-from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, load_model, model_channels, model_direction
+from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, model_channels, warn_direction
 from imgtrans.data.downloads import resolve_data
-from imgtrans.store.factory import load
+from imgtrans.data.paired import MIN_HALF_ASPECT
+from imgtrans.deploy.translators import BACKENDS, Translator, keep_freed_memory, load_translator
 from imgtrans.inference import translate_tiled
 from imgtrans.io import CHANNEL_MODES, image_to_tensor, read_image, save_image, save_pixels
 from imgtrans.io import image_size as image_size_of
-from imgtrans.deploy.translators import (
-    BACKENDS,
-    OnnxTranslator,
-    TorchTranslator,
-    Translator,
-    check_precision,
-    keep_freed_memory,
-    onnx_translator,
-)
 
 IMAGE_BATCH, TILE_BATCH = 4, 2  # default --batch-size for whole images and for tiles
+MIN_TILE = 64
+"""The smallest --tile for any generator: below it, tiles are mostly overlap and padding (and 1 runs for ever)."""
+PAIR_LIKE = (1.8, 2.2)
+"""Widths of this many heights look like AB pairs (two squares side by side): translated whole, a warning."""
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -33,29 +39,37 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "translate",
         help="translate images with a trained model",
         description="Translate images of any size (the generators are fully convolutional, paper 4.4). "
-        "Images larger than --tile are processed in overlapping, blended tiles so memory stays bounded.",
+        "Images larger than --tile are processed in overlapping, blended tiles so memory stays bounded. "
+        "Inputs are never replaced, existing outputs only with --overwrite.",
     )
     p.add_argument("model", help=MODEL_HELP + ", or an .onnx file written by imgtrans export")
     p.add_argument("inputs", nargs="+", help="image files or folders of images, or a downloaded dataset: NAME[/SPLIT]")
-    p.add_argument("--out", required=True, help="folder for the translated images (PNG)")
+    p.add_argument("--out", required=True, help="folder for the translated images (PNG), not an input's folder; inputs "
+                   "of different folders that share a name go to subfolders named after their folders")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never an input)")
     p.add_argument(
         "--batch-size",
         type=int,
         help=f"images per forward pass (default {IMAGE_BATCH}), or tiles for images larger than --tile "
         f"(default {TILE_BATCH}: each 1024-pixel tile of a U-Net 256 takes about 0.3 GB in float32)",
     )
-    p.add_argument("--tile", type=int, default=1024, help="largest side translated in one pass")
-    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles, in pixels (< --tile)")
+    p.add_argument("--tile", type=int, default=1024, help="largest side translated in one pass (default 1024; at least "
+                   f"the generator's padding multiple and {MIN_TILE})")  # fmt: skip
+    p.add_argument("--overlap", type=int, default=128, help="overlap of neighbouring tiles, in pixels "
+                   "(default 128; at most half of --tile)")  # fmt: skip
     p.add_argument(
         "--split",
         choices=["input", "left", "right"],
         help="the inputs are side-by-side (AB) pairs: translate their input half (by the model's direction, "
         "or --direction), or the left or right half",
     )
-    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="with --split input: which half is the input")
+    p.add_argument("--no-check-pairs", dest="check_pairs", action="store_false",
+                   help="with --split: accept files that do not look like two images side by side")  # fmt: skip
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="with --split input: which half is the input "
+                   "(default: the one the model records)")  # fmt: skip
     p.add_argument("--paper-test-mode", action="store_true", help="dropout on and batch statistics (paper 3.3)")
     p.add_argument("--compile", action="store_true", help="torch.compile with frozen weights (for many same-size images)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torch backend)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torch backend; default auto)")
     p.add_argument("--backend", choices=BACKENDS, default="torch", help="torch (default) or onnxruntime (CPU)")
     p.add_argument(
         "--precision",
@@ -68,68 +82,130 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Refuse sizes that make no sense, naming the flag."""
+    """Refuse sizes and combinations that make no sense, naming the flag, before anything is loaded."""
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}")
     if args.tile < 1:
         raise ValueError(f"--tile must be a positive number of pixels; got {args.tile}")
-    if not 0 <= args.overlap < args.tile:
-        raise ValueError(f"--overlap must be at least 0 and below --tile ({args.tile}); got {args.overlap}")
-    if args.calibration is not None and args.precision != "int8":
-        raise ValueError("--calibration is for --precision int8; drop it or add --precision int8")
+    if not 0 <= args.overlap <= args.tile // 2:
+        raise ValueError(f"--overlap must be at least 0 and at most half of --tile ({args.tile // 2} of {args.tile}), "
+                         f"or tiles would step by a few pixels; got {args.overlap}")  # fmt: skip
+    if args.direction is not None and args.split != "input":
+        raise ValueError("--direction picks the input half of AB pairs: use it with --split input")
+
+
+def check_tile(args: argparse.Namespace, translator: Translator) -> None:
+    """Refuse a --tile below what the generator can use: each pass is padded to its multiple anyway."""
+    minimum = max(translator.multiple, MIN_TILE)
+    if args.tile < minimum:
+        raise ValueError(
+            f"--tile must be at least {minimum} for this model; got {args.tile}: its generator pads every pass to a "
+            f"multiple of {translator.multiple} pixels, and tiles below {MIN_TILE} are mostly overlap, so smaller "
+            "tiles cost more than whole images"
+        )
 
 
 def make_translator(args: argparse.Namespace) -> Translator:
-    """The translator the flags ask for (see [imgtrans.deploy.translators][])."""
-    if str(args.model).endswith(".onnx"):
-        if args.backend != "onnxruntime":
-            raise ValueError(f"{args.model} is an ONNX file: add --backend onnxruntime")
-        if args.paper_test_mode or args.compile:
-            raise ValueError("ONNX files run in eval mode on onnxruntime: drop --paper-test-mode and --compile")
-        if not Path(args.model).is_file():
-            raise FileNotFoundError(f"no such ONNX file: {args.model}")
-        translator = OnnxTranslator(args.model)
-        if args.precision not in (None, translator.precision):
-            raise ValueError(
-                f"{args.model} holds a {translator.precision} model; for {args.precision} export another with "
-                f"imgtrans export MODEL --out FILE --precision {args.precision}"
-            )
-        return translator
-    precision = args.precision or "fp32"
-    check_precision(args.backend, precision)
-    if args.backend == "torch":
-        model, device = load_model(args.model, args.device)
-        args.split = _split(args, model)
-        return TorchTranslator(model, precision, device, paper_test_mode=args.paper_test_mode, compile=args.compile)
-    if args.paper_test_mode or args.compile:
-        raise ValueError(
-            "--backend onnxruntime runs eval mode, compiled by onnxruntime itself: drop --paper-test-mode and --compile"
-        )
-    model = load(args.model)
-    args.split = _split(args, model)
+    """The translator the flags ask for, from [load_translator][imgtrans.deploy.translators.load_translator]."""
     calibration = None
-    if precision == "int8":
-        if args.calibration is None:
-            raise ValueError("--precision int8 needs --calibration DIR: a folder of real input images to set its ranges")
-        channels = model_channels(model)[0]
-        files = input_files([args.calibration])[:CALIBRATION_IMAGES]
-        calibration = [load_input(f, channels, args.split) for f in files]
-    return onnx_translator(model, precision, calibration=calibration)
+    if args.calibration is not None:
+
+        def calibration(model: torch.nn.Module) -> list[torch.Tensor]:
+            split = input_half(args, args.direction or getattr(getattr(model, "config", None), "direction", None))
+            files = input_files([args.calibration])[:CALIBRATION_IMAGES]
+            return [load_input(f, model_channels(model)[0], split) for f in files]
+
+    return load_translator(
+        args.model, backend=args.backend, precision=args.precision, device=args.device,
+        paper_test_mode=args.paper_test_mode, compile=args.compile, calibration=calibration, words="translate",
+    )  # fmt: skip
 
 
-def _split(args: argparse.Namespace, model: torch.nn.Module) -> str | None:
-    """The half of AB files to translate: ``--split input`` follows the model's direction (or ``--direction``)."""
+def input_half(args: argparse.Namespace, direction: str | None) -> str | None:
+    """The half of AB files to translate: ``--split input`` is the half the direction reads."""
     if args.split == "input":
-        return "left" if model_direction(model, args.direction) == "AtoB" else "right"
-    if args.direction is not None:
-        raise ValueError("--direction picks the input half of AB pairs: use it with --split input")
+        if direction is None:
+            raise ValueError(
+                "the model does not record which half of AB images is its input; give --direction AtoB or BtoA"
+            )
+        return "left" if direction == "AtoB" else "right"
     return args.split
 
 
-def image_size(path: Path, split: str | None) -> tuple[int, int]:
-    """``(height, width)`` of the image (or its half) at ``path``, read from its header only."""
-    w, h = image_size_of(path)
-    return h, w // 2 if split else w
+def plan_outputs(inputs: list[Path], out: Path, overwrite: bool) -> list[tuple[Path, Path]]:
+    """``(input file, output file)`` for every image named, checked before anything is written.
+
+    Outputs are ``OUT/<stem>.png``. Inputs from different folders that share a stem go to
+    ``OUT/<folder>/<stem>.png``, their folders relative to the folders' common parent; two files
+    of one folder that share a stem (``a.png``, ``a.jpg``) keep their extension (``a.png.png``,
+    ``a.jpg.png``). The same file named twice is translated once.
+    """
+    files: list[tuple[Path, Path]] = []  # (the folder it was found in, file)
+    seen: set[Path] = set()
+    for name in inputs:
+        for file in input_files([str(name)]):
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(((name if name.is_dir() else file.parent).resolve(), file))
+    folders = {folder for folder, _ in files}
+    stems: dict[str, set[Path]] = {}
+    for folder, file in files:
+        stems.setdefault(file.stem.casefold(), set()).add(folder)
+    mirrored = any(len(where) > 1 for where in stems.values())
+    common = Path(os.path.commonpath([str(f) for f in folders])) if mirrored else None
+    stems_out = [(folder.relative_to(common) if common else Path()) / file.stem for folder, file in files]
+    counts = Counter(str(s).casefold() for s in stems_out)
+    plan = [
+        (file, out / (stem.parent / f"{file.name}.png" if counts[str(stem).casefold()] > 1 else f"{stem}.png"))
+        for (_, file), stem in zip(files, stems_out)
+    ]
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the translations")
+    outputs = Counter(_key(o) for _, o in plan)
+    if clash := next((o for _, o in plan if outputs[_key(o)] > 1), None):
+        sources = [str(f) for f, o in plan if _key(o) == _key(clash)]
+        raise ValueError(f"{' and '.join(sources)} would both be written to {clash}; rename one of them")
+    if out.resolve() in folders:
+        example = next(f for folder, f in files if folder == out.resolve())
+        raise ValueError(f"--out {out} is the folder of the input {example}: the translations would replace or mix "
+                         "with the inputs; choose another --out")  # fmt: skip
+    for file, output in plan:
+        if output.resolve() in seen:
+            raise ValueError(f"the translation of {file} would replace the input {output}; choose another --out")
+    existing = [o for _, o in plan if o.exists() or o.is_symlink()]
+    if folder_clash := next((o for o in existing if o.is_dir()), None):
+        raise ValueError(f"{folder_clash} is a folder, where the translation of an input would go; "
+                         "choose another --out")  # fmt: skip
+    if existing and not overwrite:
+        raise FileExistsError(f"{len(existing)} of the {len(plan)} output file(s) exist already in {out} (e.g. "
+                              f"{existing[0]}); add --overwrite to replace them, or choose another --out")  # fmt: skip
+    return plan
+
+
+def _key(path: Path) -> str:
+    """A path as the file system may compare it (some ignore case)."""
+    return str(path.resolve()).casefold()
+
+
+def check_pairs(args: argparse.Namespace, sizes: dict[Path, tuple[int, int]]) -> None:
+    """With --split, refuse files that are not AB pairs (as train does); without, warn about files that look so."""
+    if args.split is None:
+        pairs = [(f, w, h) for f, (w, h) in sizes.items() if PAIR_LIKE[0] * h <= w <= PAIR_LIKE[1] * h]
+        if pairs:
+            f, w, h = pairs[0]
+            print(f"warning: {len(pairs)} of the {len(sizes)} input(s) (e.g. {f}, {w}x{h}) are twice as wide as high, "
+                  "as AB pairs are, and are translated whole; add --split input to translate the model's input half",
+                  file=sys.stderr)  # fmt: skip
+        return
+    for f, (w, h) in sizes.items():
+        if w < 2:
+            raise ValueError(f"{f} is {w} pixel(s) wide: --split cuts AB pairs, A and B side by side; drop --split")
+        if args.check_pairs and (w // 2) < MIN_HALF_ASPECT * h:
+            raise ValueError(
+                f"{f} is {w}x{h}, so its halves would be {w // 2}x{h}: it does not look like two images side by side "
+                "(the pix2pix AB layout, e.g. 512x256). Drop --split to translate whole images; if these really "
+                "are pairs, add --no-check-pairs"
+            )
 
 
 def load_pixels(path: Path, channels: int, split: str | None) -> torch.Tensor:
@@ -148,74 +224,77 @@ def load_pixels(path: Path, channels: int, split: str | None) -> torch.Tensor:
 
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
+    out = Path(args.out)
     translator = make_translator(args)
+    check_tile(args, translator)
+    plan = plan_outputs([Path(resolve_data(name)) for name in args.inputs], out, args.overwrite)
     channels = translator.in_channels
     if channels not in CHANNEL_MODES:
         raise ValueError(f"the model expects {channels}-channel inputs; only 1, 3 or 4 channels can be read from images")
-    files = input_files([str(resolve_data(name)) for name in args.inputs])
-    tiled = [f for f in files if max(image_size(f, args.split)) > args.tile]
+    warn_direction(args.direction, translator.direction)
+    split = input_half(args, args.direction or translator.direction)
+    sizes = {f: image_size_of(f) for f, _ in plan}  # headers only: every file is checked before any is written
+    check_pairs(args, sizes)
+    tiled = {f for f, (w, h) in sizes.items() if max(h, w // 2 if split else w) > args.tile}
     if not tiled:
         # Large activations are reused rather than page-faulted in at every batch. Not when tiling:
         # memory kept after each tile's peak would add up, and bounded memory matters more there.
         keep_freed_memory()
     if args.paper_test_mode and tiled:
         raise ValueError(
-            f"{tiled[0]} is larger than --tile {args.tile}, and --paper-test-mode normalises each image with its own "
-            "statistics, which tiles of it cannot reproduce: raise --tile to its largest side (memory permitting) "
-            "or drop --paper-test-mode"
+            f"{sorted(tiled)[0]} is larger than --tile {args.tile}, and --paper-test-mode normalises each image with "
+            "its own statistics, which tiles of it cannot reproduce: raise --tile to its largest side (memory "
+            "permitting) or drop --paper-test-mode"
         )
-    writer = OutputFolder(Path(args.out))
-    batch: list[tuple[Path, torch.Tensor]] = []
-
-    def flush() -> None:
-        if batch:
-            for (f, _), y in zip(batch, translator(torch.cat([x for _, x in batch]))):
-                writer.save(y, f)
-            batch.clear()
-
-    tiled_set = set(tiled)
-    for f in files:  # one batch of same-sized images in memory at a time
-        if f in tiled_set:
-            # Pixels in and out as uint8; only the tile batch is in floats.
-            pixels = load_pixels(f, channels, args.split)
-            tiles = args.batch_size or TILE_BATCH
-            out = translate_tiled(translator, pixels, args.tile, args.overlap, tiles, dtype=torch.uint8)
-            del pixels
-            writer.save_pixels(out[0], f)
-            continue
-        x = load_input(f, channels, args.split)
-        if batch and (batch[0][1].shape != x.shape or len(batch) == (args.batch_size or IMAGE_BATCH)):
-            flush()
-        batch.append((f, x))
-    flush()
+    written = write_translations(args, translator, plan, tiled, split)
     mode = "paper test mode" if args.paper_test_mode else "eval mode"
-    print(f"translated {writer.count} image(s) into {writer.folder} ({translator.describe()}, {mode})")
+    print(f"translated {written} image(s) into {out} ({translator.describe()}, {mode})")
+    apart = [(f, o) for f, o in plan if o != out / f"{f.stem}.png"]
+    if apart:
+        more = f" and {len(apart) - 1} more" if len(apart) > 1 else ""
+        print(f"inputs that share a name were kept apart: {apart[0][0]} -> {apart[0][1]}{more}")
     return 0
 
 
-class OutputFolder:
-    """Saves translations as PNG named after their source, never overwriting one from this run."""
+def write_translations(
+    args: argparse.Namespace, translator: Translator, plan: list[tuple[Path, Path]], tiled: set[Path], split: str | None
+) -> int:
+    """Translate and save every planned image, one batch of same-sized images in memory at a time; returns the count."""
+    written, batch = 0, []
 
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.names = folder, set()
+    def save(function, image: torch.Tensor, output: Path) -> None:
+        nonlocal written
+        try:
+            function(image, output)  # atomic: a full disk leaves the earlier file, if any, whole
+        except OSError as error:
+            full = error.errno in DISK_ERRORS
+            what = "the disk is full" if full else f"writing failed ({error.strerror or error})"
+            then = "Free space" if full else "Fix that"
+            raise OSError(
+                f"{what}: wrote {written} of {len(plan)} translation(s) into {args.out}; {output} was not written and "
+                f"no earlier file was replaced by a partial one; the inputs are untouched. {then} and run again "
+                "(with --overwrite to replace those written)"
+            ) from None
+        written += 1
 
-    @property
-    def count(self) -> int:
-        """Images saved so far."""
-        return len(self.names)
+    def flush() -> None:
+        if batch:
+            for (_, output, _), y in zip(batch, translator(torch.cat([x for _, _, x in batch]))):
+                save(save_image, y, output)
+            batch.clear()
 
-    def save(self, image: torch.Tensor, source: Path) -> None:
-        """Save ``image`` as ``<source stem>.png`` (``-2``, ``-3``... when the stem repeats)."""
-        save_image(image, self._name(source))
-
-    def save_pixels(self, pixels: torch.Tensor, source: Path) -> None:
-        """Save ``C x H x W`` uint8 pixels as `save` saves an image."""
-        save_pixels(pixels, self._name(source))
-
-    def _name(self, source: Path) -> Path:
-        name, n = f"{source.stem}.png", 1
-        while name in self.names:
-            n += 1
-            name = f"{source.stem}-{n}.png"
-        self.names.add(name)
-        return self.folder / name
+    for f, output in plan:
+        if f in tiled:
+            # Pixels in and out as uint8; only the tile batch is in floats.
+            pixels = load_pixels(f, translator.in_channels, split)
+            tiles = args.batch_size or TILE_BATCH
+            result = translate_tiled(translator, pixels, args.tile, args.overlap, tiles, dtype=torch.uint8)
+            del pixels
+            save(save_pixels, result[0], output)
+            continue
+        x = load_input(f, translator.in_channels, split)
+        if batch and (batch[0][2].shape != x.shape or len(batch) == (args.batch_size or IMAGE_BATCH)):
+            flush()
+        batch.append((f, output, x))
+    flush()
+    return written

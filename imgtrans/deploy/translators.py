@@ -4,6 +4,8 @@ A [Translator][imgtrans.deploy.translators.Translator] maps a float32 batch ``N 
 its translation, whatever runs it. Every translator checks what could otherwise turn into black
 or constant images written without complaint: weights that are not floating point or not finite,
 inputs with NaN or inf, and outputs with NaN or inf, each reported with its likely cause.
+[load_translator][imgtrans.deploy.translators.load_translator] is the one factory: ``imgtrans
+translate``, ``imgtrans eval``, ``imgtrans app`` and Python make their translator there.
 
 | backend | precision | what runs | output against float32 PyTorch |
 | --- | --- | --- | --- |
@@ -22,14 +24,17 @@ AMX, and CUDA GPUs that support it); elsewhere it would be emulated and many tim
 from __future__ import annotations
 
 import os
+from functools import partial
 from itertools import chain
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Literal
+
+import numpy as np
 
 import torch
 from torch import nn
 
-from imgtrans.devices import INSTRUCTION_FLAGS, cpu_flags, instruction_set, native_bf16  # noqa: F401 (re-exported)
+from imgtrans.devices import INSTRUCTION_FLAGS, cpu_flags, instruction_set, native_bf16, resolve_device  # noqa: F401
 from imgtrans.deploy.fusion import compile_for_inference, inference_copy
 from imgtrans.inference import check_finite_input, generator_of, translate
 
@@ -63,8 +68,8 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
-def check_weights(model: nn.Module) -> None:
-    """Raise a ``ValueError`` naming the first weight of the generator that cannot give a sound output.
+def check_finite(model: nn.Module) -> None:
+    """Raise a ``ValueError`` naming the first weight of the generator that is not finite floating point.
 
     Refused: tensors that are not floating point (integer or boolean weights, from a damaged or
     foreign file), tensors holding NaN or inf, and negative BatchNorm running variances (their
@@ -89,6 +94,16 @@ def check_weights(model: nn.Module) -> None:
             raise ValueError(f"BatchNorm statistic {name} has negative variances, which give NaN outputs in eval mode")
 
 
+def pad_multiple(model: nn.Module) -> int:
+    """The side multiple the generator pads its inputs to: ``2 ** num_downs`` for a U-Net, 4 for a ResNet."""
+    generator = generator_of(model)
+    if hasattr(generator, "num_downs"):
+        return 2 ** int(generator.num_downs)
+    if hasattr(generator, "multiple"):
+        return int(generator.multiple)
+    return 4 if type(generator).__name__ == "ResnetGenerator" else 1  # (and sides below 8 to 8)
+
+
 class Translator:
     """Translate float32 batches ``N x C x H x W`` in [-1, 1]; returns float32 on the CPU.
 
@@ -98,12 +113,18 @@ class Translator:
         in_channels: channels of the input images.
         paper_test_mode: whether it runs the paper's test mode (per image; see
             [translate][imgtrans.inference.translate]).
+        direction: ``"AtoB"`` or ``"BtoA"`` as the model records it (which half of AB pairs it
+            reads), or ``None``.
+        multiple: the side multiple the generator pads every input to (a pass on anything smaller
+            costs as much as one on this size).
     """
 
     backend: str = ""
     precision: str = "fp32"
     in_channels: int = 3
     paper_test_mode: bool = False
+    direction: str | None = None
+    multiple: int = 1
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The translation of ``x``, checked for NaN and inf (raises [NonFiniteOutputError][imgtrans.deploy.translators.NonFiniteOutputError])."""
@@ -156,9 +177,11 @@ class TorchTranslator(Translator):
         compile: bool = False,
     ) -> None:
         check_precision("torch", precision)
-        check_weights(model)
+        check_finite(model)
         self.precision, self.paper_test_mode, self.device = precision, paper_test_mode, torch.device(device)
         self.in_channels = int(getattr(generator_of(model), "in_channels", 3))
+        self.multiple = pad_multiple(model)
+        self.direction = getattr(getattr(model, "config", None), "direction", None)
         if compile and paper_test_mode:
             raise ValueError("compile folds BatchNorm into the weights, which the paper's test mode cannot use; drop one")
         self.model, self.channels_last = model, False
@@ -216,6 +239,9 @@ class OnnxTranslator(Translator):
         shape = self.session.get_inputs()[0].shape
         channels = self.metadata.get("imgtrans.in_channels") or (shape[1] if isinstance(shape[1], int) else 3)
         self.in_channels = int(channels)
+        self.multiple = int(self.metadata.get("imgtrans.multiple", 1))
+        recorded = self.metadata.get("imgtrans.direction")
+        self.direction = recorded if recorded in ("AtoB", "BtoA") else None
         if self.metadata.get("imgtrans.mode", "eval") != "eval":
             raise ValueError(f"{self.path} runs in mode {self.metadata['imgtrans.mode']!r}; imgtrans runs eval-mode exports")
 
@@ -232,16 +258,29 @@ class OnnxTranslator(Translator):
         )
 
 
-def check_precision(backend: str, precision: str) -> None:
-    """Raise a ``ValueError`` naming the valid choices when ``backend`` does not run ``precision``."""
+def check_precision(backend: str, precision: str, say: Callable[[str, str], str] = lambda flag, name: name) -> None:
+    """Raise a ``ValueError`` naming the valid choices when ``backend`` does not run ``precision``.
+
+    ``say(flag, parameter)`` picks the words for an option (see
+    [load_translator][imgtrans.deploy.translators.load_translator]).
+    """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        raise ValueError(f"{say('--backend', 'backend')} must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if precision not in PRECISIONS[backend]:
         others = [b for b in BACKENDS if precision in PRECISIONS[b]]
-        hint = f"; {precision} runs on the {others[0]} backend" if others else ""
+        option = say(f"--backend {others[0]}", f"backend={others[0]!r}") if others else ""
+        hint = f"; {precision} runs on the {others[0]} backend ({option})" if others else ""
         raise ValueError(
             f"the {backend} backend runs precision {' or '.join(PRECISIONS[backend])}, not {precision!r}{hint}"
         )
+
+
+Words = Literal["python", "translate"]
+"""Whose words a message uses: this module's parameters, or the flags of ``imgtrans translate``."""
+
+
+def _said(words: Words, flag: str, parameter: str) -> str:
+    return flag if words == "translate" else parameter
 
 
 def load_translator(
@@ -252,45 +291,93 @@ def load_translator(
     device: torch.device | str = "cpu",
     paper_test_mode: bool = False,
     compile: bool = False,
-    calibration: Iterable[torch.Tensor] | None = None,
+    calibration: Iterable[torch.Tensor] | Callable[[nn.Module], Iterable[torch.Tensor]] | None = None,
+    words: Words = "python",
 ) -> Translator:
-    """A translator for a model as ``imgtrans translate`` names it, or for an ``.onnx`` file.
+    """The translator for a model as ``imgtrans translate`` names it, or for an ``.onnx`` file: the one factory.
+
+    ``imgtrans translate``, ``imgtrans eval``, ``imgtrans app`` and Python all make their translator
+    here, with the same checks on every backend: the weights are finite floating point (in a
+    model, in its export, and in an ONNX file's initializers), the options fit the backend, and
+    the translator then checks every input and output for NaN and inf.
 
     Args:
         source: zoo name, saved model folder, run folder, checkpoint, or an ONNX file written by
             ``imgtrans export`` (which runs on the onnxruntime backend in the file's precision).
         backend: ``"torch"`` or ``"onnxruntime"`` (the model is then exported, and checked, first).
         precision: ``"fp32"`` (default), ``"bf16"`` (torch) or ``"int8"`` (onnxruntime).
-        device: torch's device; onnxruntime runs on the CPU.
+        device: torch's device (``"auto"``: CUDA when present); onnxruntime runs on the CPU.
         paper_test_mode: the paper's test mode (torch, fp32 only).
         compile: torch.compile with frozen weights (torch only).
-        calibration: input images in [-1, 1] for int8 quantisation.
+        calibration: input images in [-1, 1] for int8 quantisation, or a function of the loaded
+            model that gives them (to read files in its channels and direction).
+        words: whose words errors use: ``"python"`` (these parameters) or ``"translate"`` (its flags).
+
+    The translator's ``direction`` is the one the model (or the file) records, or ``None``.
     """
+    say = partial(_said, words)
     if str(source).endswith(".onnx"):
         if backend != "onnxruntime":
-            raise ValueError(f"{source} is an ONNX file: run it with backend onnxruntime (--backend onnxruntime)")
+            fix = say("add --backend onnxruntime", "backend='onnxruntime'")
+            raise ValueError(f"{source} is an ONNX file: run it on the onnxruntime backend ({fix})")
+        _check_onnx_options(paper_test_mode, compile, say)
         if not Path(source).is_file():
             raise FileNotFoundError(f"no such ONNX file: {source}")
+        check_finite_onnx(source)
         translator = OnnxTranslator(source)
         if precision is not None and precision != translator.precision:
             raise ValueError(
-                f"{source} holds a {translator.precision} model; precision {precision} needs another export "
-                f"(imgtrans export MODEL --format onnx --precision {precision})"
+                f"{source} holds a {translator.precision} model, not {precision}: export another with "
+                f"imgtrans export MODEL --out FILE --precision {precision}"
             )
-        _check_onnx_options(paper_test_mode, compile)
+        if calibration is not None:
+            raise ValueError(f"{source} is already exported: drop {say('--calibration', 'calibration')}")
         return translator
     precision = precision or "fp32"
-    check_precision(backend, precision)
+    check_precision(backend, precision, say)
+    if calibration is not None and precision != "int8":
+        raise ValueError(say(
+            "--calibration is for --precision int8 (on --backend onnxruntime); drop it or add --precision int8",
+            "calibration images are for precision='int8' (on backend='onnxruntime'); drop them or pass precision='int8'",
+        ))  # fmt: skip
+    if backend == "onnxruntime":
+        _check_onnx_options(paper_test_mode, compile, say)
+        if precision == "int8" and calibration is None:
+            raise ValueError(say(
+                "--precision int8 needs --calibration DIR: a folder of real input images to set its ranges",
+                "precision='int8' needs calibration images to set its ranges: pass calibration=[images in [-1, 1]]",
+            ))  # fmt: skip
     from imgtrans.store.factory import load
 
-    model = load(source, device="cpu" if backend == "onnxruntime" else device)
+    where = torch.device("cpu") if backend == "onnxruntime" else resolve_device(str(device))
+    model = load(source, device=where)
     if backend == "torch":
-        if calibration is not None:
-            raise ValueError("calibration images are for int8 on the onnxruntime backend; drop them with torch")
-        return TorchTranslator(model, precision, device, paper_test_mode=paper_test_mode, compile=compile)
-    _check_onnx_options(paper_test_mode, compile)
-    check_weights(model)
-    return onnx_translator(model, precision, calibration=calibration)
+        translator: Translator = TorchTranslator(
+            model, precision, where, paper_test_mode=paper_test_mode, compile=compile
+        )
+    else:
+        check_finite(model)
+        images = calibration(model) if callable(calibration) else calibration
+        translator = onnx_translator(model, precision, calibration=images)
+    return translator
+
+
+def check_finite_onnx(path: str | os.PathLike) -> None:
+    """Raise a ``ValueError`` naming the first floating-point initializer of an ONNX file that holds NaN or inf."""
+    from imgtrans.deploy.onnx import _require
+
+    onnx = _require("onnx")
+    from onnx import numpy_helper
+
+    proto = onnx.load_model(str(path))
+    for initializer in proto.graph.initializer:
+        array = numpy_helper.to_array(initializer)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).sum())
+            raise ValueError(
+                f"weight {initializer.name} of {path} holds {bad} NaN or inf value(s), so every output would be NaN "
+                "(black images); the model it was exported from diverged or the file is damaged: export it again"
+            )
 
 
 def onnx_translator(
@@ -305,7 +392,7 @@ def onnx_translator(
     if precision == "int8":
         if calibration is None:
             raise ValueError(
-                "int8 needs calibration images to set its ranges: pass a folder of real inputs (--calibration DIR)"
+                "int8 needs calibration images to set its ranges: pass calibration=[real input images in [-1, 1]]"
             )
         from imgtrans.deploy.int8 import quantize_onnx
 
@@ -317,11 +404,12 @@ def onnx_translator(
     return OnnxTranslator(path, keep=folder)
 
 
-def _check_onnx_options(paper_test_mode: bool, compile: bool) -> None:
+def _check_onnx_options(paper_test_mode: bool, compile: bool, say: Callable[[str, str], str]) -> None:
     if paper_test_mode:
         raise ValueError(
             "the onnxruntime backend runs eval mode; the paper's test mode (dropout on, per-image statistics) runs "
-            "on the torch backend in fp32"
+            f"on the torch backend in fp32: drop {say('--paper-test-mode', 'paper_test_mode')}"
         )
     if compile:
-        raise ValueError("compile is for the torch backend; onnxruntime optimises its graph itself")
+        raise ValueError(f"compile is for the torch backend; onnxruntime optimises its graph itself: drop "
+                         f"{say('--compile', 'compile')}")  # fmt: skip

@@ -6,7 +6,7 @@ metrics return a tensor of shape ``(N,)``.
 """
 
 from imgtrans.metrics.color import LAB_AXES, HistogramAxis, histogram_intersection, lab_histograms, rgb_to_lab
-from imgtrans.metrics.evaluate import METRICS, Evaluator, image_scores, mean_scores
+from imgtrans.metrics.tally import METRICS, Evaluator, image_scores, mean_scores
 from imgtrans.metrics.fid import InceptionDistance, InceptionFeatures
 from imgtrans.metrics.figure import draw_lab_histograms
 from imgtrans.metrics.images import to_unit_range

@@ -146,7 +146,7 @@ def draw_lab_histograms(distributions: Mapping[str, Mapping[str, Any]]) -> Image
 
     Args:
         distributions: One entry per evaluation mode, in legend order, each as returned by
-            [Evaluator.lab_distributions][imgtrans.metrics.evaluate.Evaluator.lab_distributions].
+            [Evaluator.lab_distributions][imgtrans.metrics.tally.Evaluator.lab_distributions].
             The targets are taken from the first mode: every mode must have evaluated the same
             images.
 

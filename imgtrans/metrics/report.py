@@ -49,7 +49,7 @@ import torch
 from PIL import Image
 
 from imgtrans.io import atomic_write, tensor_to_image
-from imgtrans.metrics.evaluate import METRICS, Evaluator
+from imgtrans.metrics.tally import METRICS, Evaluator
 from imgtrans.metrics.figure import draw_lab_histograms
 from imgtrans.metrics.images import to_unit_range
 
@@ -182,7 +182,7 @@ class Report:
                 same name in every mode.
 
         Returns:
-            The batch's per-image records (see [Evaluator.update][imgtrans.metrics.evaluate.Evaluator.update]).
+            The batch's per-image records (see [Evaluator.update][imgtrans.metrics.tally.Evaluator.update]).
 
         Raises:
             ValueError: Unknown mode, or images the evaluation cannot use (the message says which).
@@ -248,7 +248,7 @@ class Report:
         Returns:
             ``{"title", "info", "conventions", "modes": {mode: {"summary", "lab_distributions",
                 "images"}}, "images": [{"name", "input", "target", "outputs": {mode: file}}],
-                "files": {...}}``; ``summary`` is [Evaluator.summary][imgtrans.metrics.evaluate.Evaluator.summary].
+                "files": {...}}``; ``summary`` is [Evaluator.summary][imgtrans.metrics.tally.Evaluator.summary].
 
         Raises:
             ValueError: A mode has no images, or the modes evaluated different images or targets.

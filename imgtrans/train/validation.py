@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 
 from imgtrans.inference import translate
 from imgtrans.metrics import METRICS
+from imgtrans.metrics.scoring import translated_batches
 from imgtrans.store.factory import save_pretrained
 from imgtrans.train.run import RunSummary
 
@@ -50,6 +51,7 @@ VAL_METRICS = tuple(BETTER)
 BEST_DIR = "best"
 BEST_FILE = "best.json"
 PIXEL_METRICS = ("l1", "psnr", "ssim")  # computed at every validation: they cost little beside the translation
+RESIZE_HINT = "give crop_size (--crop-size) so that they are resized to it, or resize them beforehand"
 
 
 @dataclass
@@ -140,17 +142,17 @@ class Validator:
         # Forked generators: neither the loading nor anything else here draws from training's stream.
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            for start in range(0, len(self.dataset), self.batch_size):
-                items = [self.dataset[i] for i in range(start, min(start + self.batch_size, len(self.dataset)))]
-                batch = _collate(items)
-                outputs = translate(model, batch["input"].to(self.device)).float().cpu()
+            def run(x: torch.Tensor, indices: range) -> torch.Tensor:
+                return translate(model, x.to(self.device))  # eval mode
+
+            for _, outputs, targets, _ in translated_batches(run, self.dataset, self.batch_size, RESIZE_HINT):
                 for name in PIXEL_METRICS:
-                    sums[name] += math.fsum(METRICS[name](outputs, batch["target"]).tolist())
+                    sums[name] += math.fsum(METRICS[name](outputs, targets).tolist())
                 count += len(outputs)
                 if distance is not None:
                     distance.update_fake(outputs)
                     if not self._real_encoded:
-                        distance.update_real(batch["target"])
+                        distance.update_real(targets)
             scores: dict[str, Any] = {name: total / count for name, total in sums.items()}
             if distance is not None:
                 self._real_encoded = True
@@ -229,16 +231,6 @@ class Validator:
             )
         self.best = best
         return best
-
-
-def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    sizes = {tuple(item[key].shape[1:]) for item in items for key in ("input", "target")}
-    if len(sizes) > 1:
-        raise ValueError(
-            f"the validation images differ in size ({sorted(sizes)}); give crop_size (--crop-size) so that they "
-            "are resized to it, or resize them beforehand"
-        )
-    return {key: torch.stack([item[key] for item in items]) for key in ("input", "target")}
 
 
 def format_validation_summary(summary: RunSummary) -> str:

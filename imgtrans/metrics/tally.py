@@ -1,8 +1,9 @@
-"""Evaluation over a test set, batch by batch: per-image scores, their means, and the Lab analysis.
+"""The tally of an evaluation: per-image scores, their means and the Lab histograms, added up batch by batch.
 
-[Evaluator][imgtrans.metrics.evaluate.Evaluator] needs no model and no dataset: feed it batches
+[Evaluator][imgtrans.metrics.tally.Evaluator] needs no model and no dataset: feed it batches
 of outputs, targets and image names, however they were produced, then read its
-[summary][imgtrans.metrics.evaluate.Evaluator.summary].
+[summary][imgtrans.metrics.tally.Evaluator.summary]. The loop that runs a model over a dataset
+and feeds it is [imgtrans.metrics.scoring][imgtrans.metrics.scoring].
 
 ```python
 import torch
@@ -61,7 +62,7 @@ def mean_scores(images: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 
     Args:
         images: Records holding a float under each metric name, such as
-            [Evaluator.images][imgtrans.metrics.evaluate.Evaluator].
+            [Evaluator.images][imgtrans.metrics.tally.Evaluator].
 
     Raises:
         ValueError: No records.
@@ -172,8 +173,8 @@ class Evaluator:
     def summary(self) -> dict[str, Any]:
         """The evaluation in numbers: ``{"images": n, "mean": {...}, "lab_intersection": {...}}``.
 
-        ``mean`` is [mean_scores][imgtrans.metrics.evaluate.mean_scores] of ``images``;
-        ``lab_intersection`` is [lab_intersection][imgtrans.metrics.evaluate.Evaluator.lab_intersection].
+        ``mean`` is [mean_scores][imgtrans.metrics.tally.mean_scores] of ``images``;
+        ``lab_intersection`` is [lab_intersection][imgtrans.metrics.tally.Evaluator.lab_intersection].
 
         Raises:
             ValueError: Nothing was evaluated.
