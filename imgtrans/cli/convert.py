@@ -16,12 +16,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="the reference .pth file (read with torch.load(weights_only=True))")
     parser.add_argument("out", help="the folder to write: config.json, model.safetensors, README.md")
     parser.add_argument("--arch", required=True, choices=REFERENCE_ARCHS, help="the reference network the checkpoint holds")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a model already saved in OUT (without it, an existing OUT is refused)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_reference(args.checkpoint, args.arch)
-    folder = save_pretrained(model, args.out)
+    folder = save_pretrained(model, args.out, overwrite=args.overwrite)
     arguments = model.config.arguments
     print(
         f"wrote {folder}: {args.arch}, base_channels {arguments['base_channels']}, norm {arguments['norm']}, "

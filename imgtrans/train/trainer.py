@@ -565,7 +565,7 @@ class Trainer:
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
-            return save_pretrained(self.model, self.out / "model")
+            return save_pretrained(self.model, self.out / "model", overwrite=True)  # the run's own export
 
 
 def one_line_errors(batches: Iterator[dict]) -> Iterator[dict]:
