@@ -70,9 +70,9 @@ def write_weights(path: str | os.PathLike, state: Mapping[str, torch.Tensor], pa
 
 
 def as_os_error(error: safetensors.SafetensorError) -> OSError:
-    """A safetensors serialisation error as the ``OSError`` it is (``IoError(Os { code: 28 ...})``: a full disk)."""
+    """A safetensors serialisation error as the ``OSError`` it is (``I/O error: ... (os error 28)``: a full disk)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    code = int(match.group(1)) if (match := re.search(r"code: (\d+)", text)) else errno.EIO
+    code = int(match.group(1)) if (match := re.search(r"(?:os error |code: )(\d+)", text)) else errno.EIO
     return OSError(code, os.strerror(code) if match else f"safetensors could not write the file ({text})")
 
 
