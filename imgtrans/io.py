@@ -44,10 +44,7 @@ _DEEP_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I
 
 # ------------------------------------------------------------------------------------------ files
 class WriteError(OSError):
-    """A write that failed (a full or read-only disk...), with one line saying what was written and what was kept.
-
-    ``errno``, ``strerror`` (the system's reason) and ``filename`` are those of the failure.
-    """
+    """A failed write (a full or read-only disk...): one line saying what was kept; ``strerror`` is the system's reason."""
 
     def __init__(self, errno_: int | None, strerror: str, filename: str, message: str) -> None:
         super().__init__(errno_, strerror, filename)
@@ -414,16 +411,16 @@ def tensor_to_image(image: torch.Tensor, value_range: tuple[float, float] = (-1.
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
 
 
-def save_pixels(pixels: torch.Tensor, path: PathLike) -> Path:
-    """Save ``C x H x W`` uint8 pixels atomically as PNG (no float copy: for the largest images)."""
+def save_pixels(pixels: torch.Tensor, path: PathLike, *, overwrite: bool = True) -> Path:
+    """Save ``C x H x W`` uint8 pixels atomically as PNG (no float copy: for the largest images); see ``atomic_write``."""
     array = pixels.permute(1, 2, 0).numpy()
     picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
-    return atomic_write(path, lambda temporary: picture.save(temporary, format="PNG"))
+    return atomic_write(path, lambda temporary: picture.save(temporary, format="PNG"), overwrite=overwrite)
 
 
-def save_image(image: torch.Tensor, path: PathLike) -> Path:
-    """Save a ``C x H x W`` image in $[-1, 1]$ atomically, in the format ``path``'s suffix names (PNG...)."""
+def save_image(image: torch.Tensor, path: PathLike, *, overwrite: bool = True) -> Path:
+    """Save a ``C x H x W`` image in $[-1, 1]$ atomically, in the format ``path``'s suffix names; see ``atomic_write``."""
     path = Path(path)
     picture = tensor_to_image(image)
     image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    return atomic_write(path, lambda temporary: picture.save(temporary, format=image_format))
+    return atomic_write(path, lambda temporary: picture.save(temporary, format=image_format), overwrite=overwrite)

@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -86,7 +86,9 @@ def quantize_onnx(
     return kept
 
 
-def _quantise(model: nn.Module, images: list[torch.Tensor], direction: str | None, min_psnr: float, onnx, quantization):
+def _quantise(
+    model: nn.Module, images: list[torch.Tensor], direction: str | None, min_psnr: float, onnx: Any, quantization: Any
+) -> tuple[Any, dict[str, str]]:
     """The int8 model as an ONNX proto, and its metadata; its intermediate files live in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="imgtrans-int8-") as folder:
         fp32, prepared, quantised = (Path(folder) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
