@@ -44,7 +44,7 @@ _DEEP_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I
 
 # ------------------------------------------------------------------------------------------ files
 class WriteError(OSError):
-    """A failed write (a full or read-only disk...): one line saying what was kept; ``strerror`` is the system's reason."""
+    """A failed write (a full disk...): one line saying what was kept; ``strerror`` is the system's reason."""
 
     def __init__(self, errno_: int | None, strerror: str, filename: str, message: str) -> None:
         super().__init__(errno_, strerror, filename)
@@ -93,8 +93,9 @@ def refuse_existing(path: PathLike, overwrite: bool, what: str = "") -> None:
     if overwrite or not (path.exists() or path.is_symlink()) or (path.is_dir() and not any(path.iterdir())):
         return
     shown = f"{what} {path}".strip()
-    error = FileExistsError(f"{shown} already exists and was left as it is; pass overwrite=True to replace it")
-    error.cli_message = f"{shown} already exists and was left as it is; pass --overwrite to replace it, or choose another name"
+    kept = f"{shown} already exists and was left as it is; pass"
+    error = FileExistsError(f"{kept} overwrite=True to replace it")
+    error.cli_message = f"{kept} --overwrite to replace it, or choose another name"
     raise error
 
 
@@ -131,7 +132,8 @@ def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], None], *, 
             raise
         kept = f"the previous {path.name} is kept whole" if existed else f"no {path.name} was created"
         reason = error.strerror or str(error)
-        raise WriteError(error.errno, reason, str(path), f"cannot write {path}: {reason}; nothing was written, {kept}") from None
+        message = f"cannot write {path}: {reason}; nothing was written, {kept}"
+        raise WriteError(error.errno, reason, str(path), message) from None
     finally:
         temporary.unlink(missing_ok=True)
     return path
@@ -168,7 +170,7 @@ def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Calla
         foreign = sorted(p.name for p in path.iterdir() if not (replaceable(p.name) or _TEMPORARY.match(p.name)))
         if foreign:
             raise ValueError(
-                f"{shown} holds files imgtrans did not write ({', '.join(foreign[:5])}{' ...' if len(foreign) > 5 else ''}); "
+                f"{shown} holds files imgtrans did not write ({', '.join(foreign[:5])}{' ...' * (len(foreign) > 5)}); "
                 "nothing was changed. Move them elsewhere, or choose another folder"
             )
     existed = path.is_dir()
@@ -188,7 +190,8 @@ def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Calla
         reason = error.strerror or str(error)
         where = f" ({Path(error.filename).name})" if getattr(error, "filename", None) else ""
         kept = f"the previous {path.name} is kept as it was" if existed else f"no {path.name} was created"
-        raise WriteError(error.errno, reason, str(path), f"cannot write {shown}{where}: {reason}; nothing was written, {kept}") from None
+        message = f"cannot write {shown}{where}: {reason}; nothing was written, {kept}"
+        raise WriteError(error.errno, reason, str(path), message) from None
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
 
@@ -412,14 +415,14 @@ def tensor_to_image(image: torch.Tensor, value_range: tuple[float, float] = (-1.
 
 
 def save_pixels(pixels: torch.Tensor, path: PathLike, *, overwrite: bool = True) -> Path:
-    """Save ``C x H x W`` uint8 pixels atomically as PNG (no float copy: for the largest images); see ``atomic_write``."""
+    """Save ``C x H x W`` uint8 pixels atomically as PNG, with no float copy (for the largest images)."""
     array = pixels.permute(1, 2, 0).numpy()
     picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
     return atomic_write(path, lambda temporary: picture.save(temporary, format="PNG"), overwrite=overwrite)
 
 
 def save_image(image: torch.Tensor, path: PathLike, *, overwrite: bool = True) -> Path:
-    """Save a ``C x H x W`` image in $[-1, 1]$ atomically, in the format ``path``'s suffix names; see ``atomic_write``."""
+    """Save a ``C x H x W`` image in $[-1, 1]$ atomically (``atomic_write``), in the format ``path``'s suffix names."""
     path = Path(path)
     picture = tensor_to_image(image)
     image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")

@@ -31,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="int8: the calibration images are AB pairs: use their input half (by the direction), or a half")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="recorded in the file (default: what the source records)")
     p.add_argument("--paper-test-mode", action="store_true", help="refused unless the model has no dropout nor BatchNorm")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (without it, one is refused)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (without it: refused)")
     p.set_defaults(run=run)
 
 

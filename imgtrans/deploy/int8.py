@@ -77,11 +77,12 @@ def quantize_onnx(
     try:
         proto, kept = _quantise(model, images, direction, min_psnr, onnx, quantization)
     except OSError as error:  # the intermediate files, in the temporary folder
-        reason, existed = error.strerror or str(error), path.exists()
-        raise WriteError(error.errno, reason, str(path),
-                         f"cannot write the int8 model's intermediate files in {tempfile.gettempdir()}: {reason}; nothing "
-                         f"was written to {path}{', whose previous contents are kept' if existed else ''}. Free some space "
-                         "there or point TMPDIR at another disk") from None  # fmt: skip
+        reason, kept = error.strerror or str(error), ", whose previous contents are kept" if path.exists() else ""
+        message = (
+            f"cannot write the int8 model's intermediate files in {tempfile.gettempdir()}: {reason}; nothing was "
+            f"written to {path}{kept}. Free some space there or point TMPDIR at another disk"
+        )
+        raise WriteError(error.errno, reason, str(path), message) from None
     atomic_write(path, lambda temporary: onnx.save_model(proto, str(temporary)), overwrite=overwrite)
     return kept
 

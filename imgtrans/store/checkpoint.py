@@ -150,7 +150,8 @@ def verify_checkpoint(path: str | os.PathLike) -> Checkpoint:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DamagedCheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {reason})") from None
+        message = f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {reason})"
+        raise DamagedCheckpointError(message) from None
     if "imgtrans" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not an imgtrans training checkpoint")
     expected = metadata.get(CHECKSUM_KEY)

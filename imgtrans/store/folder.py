@@ -70,7 +70,8 @@ def write_folder(
     config.to_dict()  # a configuration that could not load offline is refused before anything is written
     extra_files = dict(extra_files or {})
     owned = {*FOLDER_FILES, *replaceable, *extra_files}
-    with atomic_folder(directory, overwrite=overwrite, replaceable=owned.__contains__, what="the model folder") as fresh:
+    writing = atomic_folder(directory, overwrite=overwrite, replaceable=owned.__contains__, what="the model folder")
+    with writing as fresh:
         sha256 = write_weights(fresh / WEIGHTS_FILE, state, parts)
         atomic_write(fresh / CARD_FILE, model_card(config, parts=parts, published=published, model_parts=model_parts))
         for name, data in extra_files.items():
@@ -85,7 +86,7 @@ def is_saved_folder(folder: str | os.PathLike) -> bool:
 
 
 def read_folder(folder: str | os.PathLike) -> tuple[ModelConfig, StateDict, tuple[str, ...] | None, Path]:
-    """Read a saved model folder: ``(config, state dict, parts, weights file)``, the weights checked against their SHA-256.
+    """Read a saved model folder: ``(config, state dict, parts, weights file)``, the weights checked by SHA-256.
 
     Raises:
         FileNotFoundError: the folder lacks ``config.json`` or the weights.

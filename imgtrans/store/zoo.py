@@ -87,8 +87,9 @@ def fetch(name: str, *, overwrite: bool = False) -> Path:
     try:
         read_weights(path, sha256)
     except CorruptWeightsError as problem:
-        error = CorruptWeightsError(f"{problem}; the cached copy was left as it is: pass overwrite=True to download it again")
-        error.cli_message = f"{problem}; the cached copy was left as it is: pass --overwrite to download it again"
+        kept = f"{problem}; the cached copy was left as it is: pass"
+        error = CorruptWeightsError(f"{kept} overwrite=True to download it again")
+        error.cli_message = f"{kept} --overwrite to download it again"
         raise error from None
     return path
 
