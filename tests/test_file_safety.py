@@ -362,3 +362,44 @@ def test_a_good_checkpoint_and_one_without_a_checksum_load(tmp_path):
     save_file(tensors, str(old), metadata={"imgtrans": metadata["imgtrans"]})
     loaded = from_checkpoint(old)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+# ------------------------------------------------------------------ every writer goes through io
+WRITES = {"save_file", "save_model", "write_text", "write_bytes", "save", "os.replace", "os.rename", "shutil.move"}
+
+
+def direct_writes(source: str) -> list[str]:
+    """Calls that write or rename a file outside a callback given to ``atomic_write`` (a lambda, or a ``def write``)."""
+    import ast
+
+    found = []
+
+    def visit(node: ast.AST, inside_callback: bool) -> None:
+        if isinstance(node, ast.Lambda) or (isinstance(node, ast.FunctionDef) and node.name == "write"):
+            inside_callback = True
+        if isinstance(node, ast.Call) and not inside_callback:
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            owner = getattr(getattr(node.func, "value", None), "id", None)
+            name = f"{owner}.{name}" if owner in ("os", "shutil") else name
+            mode = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
+            if name in WRITES or (name == "open" and mode and set(str(mode[0])) & set("wax+")):
+                found.append(f"line {node.lineno}: {ast.unparse(node)[:60]}")
+        for child in ast.iter_child_nodes(node):
+            visit(child, inside_callback)
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def test_no_module_of_store_or_deploy_writes_a_file_but_through_imgtrans_io():
+    root = Path(imgtrans.__file__).parent
+    offenders = {
+        str(path.relative_to(root)): writes
+        for folder in ("store", "deploy")
+        for path in sorted((root / folder).glob("*.py"))
+        if (writes := direct_writes(path.read_text()))
+    }
+    assert offenders == {}
+    assert direct_writes("def f(p):\n    p.write_bytes(b'x')\n") == ["line 2: p.write_bytes(b'x')"]  # the check sees one
+    assert direct_writes("os.replace(a, b)\n'x'.replace('a', 'b')\n") == ["line 1: os.replace(a, b)"]
+    assert direct_writes("atomic_write(p, lambda t: save_file(s, t))\n") == []
