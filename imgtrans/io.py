@@ -192,8 +192,8 @@ def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Calla
         kept = f"the previous {path.name} is kept as it was" if existed else f"no {path.name} was created"
         message = f"cannot write {shown}{where}: {reason}; nothing was written, {kept}"
         raise WriteError(error.errno, reason, str(path), message) from None
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+    finally:  # (a symbolic link swapped out is removed as a link: what it points to is never touched)
+        temporary.unlink() if temporary.is_symlink() else shutil.rmtree(temporary, ignore_errors=True)
 
 
 def _swap_folders(new: Path, old: Path) -> None:

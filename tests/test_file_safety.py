@@ -307,6 +307,16 @@ def test_a_folder_is_swapped_whole_with_or_without_an_atomic_exchange(tmp_path, 
     assert leftovers(tmp_path) == []
 
 
+def test_replacing_a_linked_folder_replaces_the_link_and_never_touches_what_it_points_to(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "config.json").write_text("the user's")
+    (tmp_path / "link").symlink_to(target)
+    save_pretrained(tiny(), tmp_path / "link", overwrite=True)
+    assert snapshot(target) == {"config.json": b"the user's"} and imgtrans.from_pretrained(tmp_path / "link")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
 # ------------------------------------------------------------------------------ damaged checkpoints
 def zero_middle(data: bytearray) -> None:
     middle = len(data) // 2
