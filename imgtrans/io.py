@@ -3,10 +3,13 @@
 A leaf module: every file imgtrans writes goes through [atomic_write][imgtrans.io.atomic_write],
 and every image it reads or writes through the functions here.
 
-- **Atomic writes.** Data goes to ``.NAME.tmp-PID`` beside its destination, is flushed to disk and
-  renamed over it, so a crash, a kill or a full disk leaves the old file or the new one, never a
-  mix. A temporary file whose writer has died is removed by
-  [remove_stale_temporaries][imgtrans.io.remove_stale_temporaries].
+- **Atomic writes.** Data goes to ``.NAME.tmp-PID`` beside its destination (shortened, with a hash
+  of the name, where the file system's name limit needs it), is flushed and fsynced and renamed
+  over it, so a crash, a kill or a full disk leaves the old file or the new one, never a mix;
+  a failure is one line saying what was kept ([WriteError][imgtrans.io.WriteError]). Folders are
+  written the same way, whole ([atomic_folder][imgtrans.io.atomic_folder]). Nothing a user
+  owns is replaced unless asked ([refuse_existing][imgtrans.io.refuse_existing]). A temporary
+  whose writer has died is removed by [remove_stale_temporaries][imgtrans.io.remove_stale_temporaries].
 - **Images** are ``C x H x W`` float tensors in $[-1, 1]$. Every mode Pillow opens is read: 8-bit
   modes are converted by Pillow, 16- and 32-bit integer and floating-point images are scaled to
   the full range rather than clipped (a 16-bit PNG is not 98% white), palettes and CMYK become
@@ -16,6 +19,7 @@ and every image it reads or writes through the functions here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -39,26 +43,81 @@ _DEEP_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I
 
 
 # ------------------------------------------------------------------------------------------ files
-def temporary_path(path: Path, kind: str = "tmp") -> Path:
-    """``.NAME.KIND-PID`` beside ``path``: the name every writer of imgtrans uses for unfinished files."""
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}")
+class WriteError(OSError):
+    """A failed write (a full disk...): one line saying what was kept; ``strerror`` is the system's reason."""
+
+    def __init__(self, errno_: int | None, strerror: str, filename: str, message: str) -> None:
+        super().__init__(errno_, strerror, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
-def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], None]) -> Path:
-    """Write ``data`` to ``path`` atomically: to a temporary file, flushed to disk, then renamed.
+def temporary_path(path: PathLike, kind: str = "tmp") -> Path:
+    """``.NAME.KIND-PID`` beside ``path``: the name every writer of imgtrans uses for unfinished files.
+
+    A name too long for the folder's file system (255 bytes on most) is shortened, keeping a
+    hash of the whole name so two destinations never share a temporary name.
+    """
+    path = Path(path)
+    suffix = f".{kind}-{os.getpid()}"
+    name = f".{path.name}{suffix}"
+    limit = _name_limit(path.parent)
+    if len(os.fsencode(name)) <= limit:
+        return path.with_name(name)
+    tail = f"~{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:12]}{suffix}"
+    stem, budget = path.name, limit - len(os.fsencode(f".{tail}"))
+    while len(os.fsencode(stem)) > budget:
+        stem = stem[:-1]
+    return path.with_name(f".{stem}{tail}")
+
+
+def _name_limit(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing parent) takes."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, StopIteration):
+        return int(os.pathconf(next(p for p in (folder, *folder.parents) if p.exists()), "PC_NAME_MAX"))
+    return 255
+
+
+def refuse_existing(path: PathLike, overwrite: bool, what: str = "") -> None:
+    """Refuse to replace ``path`` unless ``overwrite``: the one check of every writer of a user's file or folder.
+
+    An empty folder counts as absent. The message names ``overwrite=True``; its ``cli_message``
+    names ``--overwrite`` (the command line prints that one).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if overwrite or not (path.exists() or path.is_symlink()) or (path.is_dir() and not any(path.iterdir())):
+        return
+    shown = f"{what} {path}".strip()
+    kept = f"{shown} already exists and was left as it is; pass"
+    error = FileExistsError(f"{kept} overwrite=True to replace it")
+    error.cli_message = f"{kept} --overwrite to replace it, or choose another name"
+    raise error
+
+
+def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], None], *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically: to a temporary file beside it, flushed and fsynced, then renamed.
 
     Args:
         path: the destination; its folder is created if needed.
         data: bytes, text (UTF-8), or a function that writes the file at the path it is given.
+        overwrite: replace an existing ``path``; ``False`` refuses with
+            [refuse_existing][imgtrans.io.refuse_existing] before anything is written.
 
     Raises:
-        OSError: the write failed (a full or read-only disk); ``path`` is left as it was and the
-            temporary file is removed.
+        WriteError: the write failed (a full or read-only disk); ``path`` is left as it was and
+            the temporary file is removed, and the message says so.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_existing(path, overwrite)
+    existed = path.exists()
     temporary = temporary_path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if callable(data):
             data(temporary)
         else:
@@ -67,9 +126,115 @@ def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], None]) -> 
             os.fsync(file.fileno())
         os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
+        fsync_folder(path.parent)
+    except OSError as error:
+        if isinstance(error, WriteError):
+            raise
+        kept = f"the previous {path.name} is kept whole" if existed else f"no {path.name} was created"
+        reason = error.strerror or str(error)
+        message = f"cannot write {path}: {reason}; nothing was written, {kept}"
+        raise WriteError(error.errno, reason, str(path), message) from None
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Callable[[str], bool] | None = None,
+                  what: str = "") -> Iterator[Path]:
+    """Write a folder atomically: yield a temporary sibling to fill, then swap it into place.
+
+    An existing folder is exchanged with the new one in one step (``renameat2`` with
+    ``RENAME_EXCHANGE`` on Linux; elsewhere it is moved aside first) and removed only once the new
+    one is in place, so a crash leaves the old folder or the new one, never a mix. A failure in the
+    ``with`` body removes the temporary folder and leaves ``path`` as it was.
+
+    Args:
+        path: the folder to write.
+        overwrite: replace an existing, non-empty ``path`` (see [refuse_existing][imgtrans.io.refuse_existing]).
+        replaceable: which names in an existing folder this writer may discard; anything else (the
+            user's own files) is refused even with ``overwrite``. ``None``: any name.
+        what: how messages name the folder (``"the model folder"``).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        ValueError: ``path`` is a file, or holds files ``replaceable`` does not name.
+        WriteError: a write failed; nothing changed at ``path``.
+    """
+    path = Path(path)
+    shown = f"{what} {path}".strip()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder; choose a folder name that does not exist yet")
+    refuse_existing(path, overwrite, what)
+    if replaceable is not None and path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if not (replaceable(p.name) or _TEMPORARY.match(p.name)))
+        if foreign:
+            raise ValueError(
+                f"{shown} holds files imgtrans did not write ({', '.join(foreign[:5])}{' ...' * (len(foreign) > 5)}); "
+                "nothing was changed. Move them elsewhere, or choose another folder"
+            )
+    existed = path.is_dir()
+    temporary = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        yield temporary
+        fsync_folder(temporary)
+        if existed:
+            _swap_folders(temporary, path)  # ``temporary`` now holds the old folder
+        else:
+            os.replace(temporary, path)
+        fsync_folder(path.parent)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        where = f" ({Path(error.filename).name})" if getattr(error, "filename", None) else ""
+        kept = f"the previous {path.name} is kept as it was" if existed else f"no {path.name} was created"
+        message = f"cannot write {shown}{where}: {reason}; nothing was written, {kept}"
+        raise WriteError(error.errno, reason, str(path), message) from None
+    finally:  # (a symbolic link swapped out is removed as a link: what it points to is never touched)
+        temporary.unlink() if temporary.is_symlink() else shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _swap_folders(new: Path, old: Path) -> None:
+    """Put ``new`` at ``old``'s name and ``old`` at ``new``'s: atomically where the kernel can."""
+    if _rename_exchange(new, old):
+        return
+    aside = temporary_path(old, "old")  # never removed by remove_stale_temporaries: it may be the only copy
+    os.replace(old, aside)
+    try:
+        os.replace(new, old)
+    except OSError:
+        os.replace(aside, old)
+        raise
+    os.replace(aside, new)
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """``renameat2(a, b, RENAME_EXCHANGE)``; ``False`` where the system or file system has no such call."""
+    try:
+        import ctypes
+
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd, exchange = -100, 2
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def fsync_folder(folder: PathLike) -> None:
+    """Flush a folder's entries (a rename in it) to disk; a no-op where folders cannot be opened."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _umask() -> int:
@@ -249,16 +414,16 @@ def tensor_to_image(image: torch.Tensor, value_range: tuple[float, float] = (-1.
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
 
 
-def save_pixels(pixels: torch.Tensor, path: PathLike) -> Path:
-    """Save ``C x H x W`` uint8 pixels atomically as PNG (no float copy: for the largest images)."""
+def save_pixels(pixels: torch.Tensor, path: PathLike, *, overwrite: bool = True) -> Path:
+    """Save ``C x H x W`` uint8 pixels atomically as PNG, with no float copy (for the largest images)."""
     array = pixels.permute(1, 2, 0).numpy()
     picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array))
-    return atomic_write(path, lambda temporary: picture.save(temporary, format="PNG"))
+    return atomic_write(path, lambda temporary: picture.save(temporary, format="PNG"), overwrite=overwrite)
 
 
-def save_image(image: torch.Tensor, path: PathLike) -> Path:
-    """Save a ``C x H x W`` image in $[-1, 1]$ atomically, in the format ``path``'s suffix names (PNG...)."""
+def save_image(image: torch.Tensor, path: PathLike, *, overwrite: bool = True) -> Path:
+    """Save a ``C x H x W`` image in $[-1, 1]$ atomically (``atomic_write``), in the format ``path``'s suffix names."""
     path = Path(path)
     picture = tensor_to_image(image)
     image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
-    return atomic_write(path, lambda temporary: picture.save(temporary, format=image_format))
+    return atomic_write(path, lambda temporary: picture.save(temporary, format=image_format), overwrite=overwrite)

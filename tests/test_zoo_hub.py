@@ -128,3 +128,17 @@ def test_a_damaged_cached_copy_is_replaced(published, zoo_env, hub_server):
     blob.write_bytes(b"\x00" * blob.stat().st_size)
     with pytest.warns(UserWarning, match="is corrupted"):
         assert torch.equal(outputs(imgtrans.build(NAME, pretrained=True)), outputs(model))
+
+
+def test_zoo_download_refuses_to_replace_a_damaged_hub_copy_without_overwrite(published, zoo_env, hub_server, capsys):
+    assert main(["zoo", "download", NAME]) == 0
+    blob = next((zoo_env / "hub" / "models--imgtrans-test--unet" / "blobs").iterdir())
+    blob.write_bytes(b"\x00" * blob.stat().st_size)
+    capsys.readouterr()
+    assert main(["zoo", "download", NAME]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is corrupted" in err and "pass --overwrite to download it again" in err
+    assert set(blob.read_bytes()) == {0}
+    assert main(["zoo", "download", NAME, "--overwrite"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert torch.equal(outputs(imgtrans.build(NAME, pretrained=True)), outputs(published[0])) and path.endswith("model.safetensors")

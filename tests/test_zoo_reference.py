@@ -206,3 +206,23 @@ def test_a_missing_file_on_the_server(zoo, file_server):
     del file_server.files["unet256-f8.pth"]
     with pytest.raises(DownloadError, match="unet256-f8.pth answered HTTP 404"):
         imgtrans.build(NAME, pretrained=True)
+
+
+def test_zoo_download_never_replaces_a_damaged_cache_silently(zoo, zoo_env, file_server, capsys):
+    assert main(["zoo", "download", NAME]) == 0
+    weights = cache(zoo_env) / "model.safetensors"
+    good = weights.read_bytes()  # its header varies from one write to the next: safetensors orders the metadata at will
+    expected = {k: v.clone() for k, v in load_file(weights).items()}  # (not views of the file, which is damaged next)
+    assert main(["zoo", "download", NAME]) == 0 and file_server.requests == [("GET", "/unet256-f8.pth")]  # cached: kept
+    weights.write_bytes(good[: len(good) // 2])
+    capsys.readouterr()
+    assert main(["zoo", "download", NAME]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "the cached copy was left as it is: pass --overwrite to download it again" in err
+    assert weights.read_bytes() == good[: len(good) // 2] and len(file_server.requests) == 1
+    assert main(["zoo", "download", NAME, "--overwrite"]) == 0
+    restored = load_file(weights)
+    assert restored.keys() == expected.keys() and all(torch.equal(restored[k], v) for k, v in expected.items())
+    assert len(file_server.requests) == 2
+    assert sorted(p.name for p in cache(zoo_env).iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert not [p for p in cache(zoo_env).parent.iterdir() if p.name.startswith(".")]  # no temporary folder left

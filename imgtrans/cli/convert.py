@@ -21,12 +21,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="the reference .pth file (read with torch.load(weights_only=True))")
     parser.add_argument("out", help="the folder to write: config.json, model.safetensors, README.md")
     parser.add_argument("--arch", required=True, choices=REFERENCE_ARCHS, help="the reference network the checkpoint holds")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a model already saved in OUT (without it, an existing OUT is refused)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     model = load_reference(args.checkpoint, args.arch)
-    folder = save_pretrained(model, args.out)
+    folder = save_pretrained(model, args.out, overwrite=args.overwrite)
     arguments = model.config.arguments
     counts = "".join(f", {key} {arguments[key]}" for key in COUNTS if key in arguments)  # read from the file
     print(

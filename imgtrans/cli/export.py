@@ -8,6 +8,7 @@ from pathlib import Path
 from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, model_channels
 from imgtrans.data.downloads import resolve_data
 from imgtrans.deploy.onnx import VERIFY_SHAPES, export_onnx
+from imgtrans.io import refuse_existing
 from imgtrans.store.factory import load
 
 
@@ -30,6 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="int8: the calibration images are AB pairs: use their input half (by the direction), or a half")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="recorded in the file (default: what the source records)")
     p.add_argument("--paper-test-mode", action="store_true", help="refused unless the model has no dropout nor BatchNorm")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file (without it: refused)")
     p.set_defaults(run=run)
 
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--precision int8 needs --calibration DIR: a folder of real input images to set its ranges")
     if args.precision == "int8" and args.paper_test_mode:
         raise ValueError("--precision int8 quantises eval mode; drop --paper-test-mode")
+    refuse_existing(args.out, args.overwrite)  # before the model and the calibration images are read
     model = load(args.model)
     direction = args.direction or model.config.direction
     if args.precision == "int8":
@@ -53,10 +56,11 @@ def run(args: argparse.Namespace) -> int:
         if args.split == "input" and split is None:
             raise ValueError("--split input needs a direction: the model records none, so give --direction")
         images = [load_input(f, channels, split) for f in files]
-        metadata = quantize_onnx(model, args.out, images, direction=direction)
+        metadata = quantize_onnx(model, args.out, images, direction=direction, overwrite=args.overwrite)
         checked = f"PSNR against float32 PyTorch on the {len(images)} calibration image(s): {metadata['imgtrans.psnr_vs_fp32']} dB"
     else:
-        report = export_onnx(model, args.out, direction=direction, paper_test_mode=args.paper_test_mode)
+        report = export_onnx(model, args.out, direction=direction, paper_test_mode=args.paper_test_mode,
+                             overwrite=args.overwrite)  # fmt: skip
         metadata = report.metadata
         checked = "max abs error against PyTorch " + ", ".join(f"{v:.2g} ({k})" for k, v in report.max_abs_error.items())
     shown = direction or "unrecorded (pass --direction)"

@@ -18,6 +18,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     info.set_defaults(run=run_info)
     download = actions.add_parser("download", help="fetch a pretrained model into the cache (to use it offline)")
     download.add_argument("name", help="a name from `imgtrans zoo list`")
+    download.add_argument("--overwrite", action="store_true",
+                          help="download it again, replacing the cached copy (a damaged one is refused without it)")
     download.set_defaults(run=run_download)
 
 
@@ -52,5 +54,5 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    print(fetch(args.name))
+    print(fetch(args.name, overwrite=args.overwrite))
     return 0

@@ -20,13 +20,14 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from imgtrans.deploy.onnx import ExportError, _require, export_onnx, onnx_metadata, ort_session, set_metadata
 from imgtrans.inference import generator_of, translate
+from imgtrans.io import WriteError, atomic_write, refuse_existing
 
 MIN_PSNR = 30.0
 """Lowest PSNR (dB, images in [0, 1]) against float32 PyTorch at which an int8 model is written."""
@@ -39,6 +40,7 @@ def quantize_onnx(
     *,
     direction: str | None = None,
     min_psnr: float = MIN_PSNR,
+    overwrite: bool = False,
 ) -> dict[str, str]:
     """Write an int8 ONNX model of ``model``'s generator (eval mode), calibrated on real images.
 
@@ -51,6 +53,7 @@ def quantize_onnx(
         direction: ``"AtoB"`` or ``"BtoA"``, for the metadata.
         min_psnr: refuse to write a model whose output on the calibration images is below this
             PSNR against PyTorch's float32 output.
+        overwrite: replace an existing file at ``path``; without it one is refused before any work.
 
     Returns:
         The file's metadata (onnxruntime's quantiser adds its own keys); ``imgtrans.psnr_vs_fp32``
@@ -59,6 +62,9 @@ def quantize_onnx(
     Raises:
         ValueError: no calibration images, or images of the wrong shape.
         ExportError: the quantised output is further from float32 than ``min_psnr`` allows.
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        WriteError: a full or read-only disk, here or in the temporary folder; a previous file at
+            ``path`` is kept whole.
     """
     onnx = _require("onnx")
     quantization = _require("onnxruntime.quantization")
@@ -67,6 +73,24 @@ def quantize_onnx(
     if not images:
         raise ValueError("int8 quantisation needs calibration images: pass a few real inputs in [-1, 1]")
     path = Path(path)
+    refuse_existing(path, overwrite)
+    try:
+        proto, kept = _quantise(model, images, direction, min_psnr, onnx, quantization)
+    except OSError as error:  # the intermediate files, in the temporary folder
+        reason, kept = error.strerror or str(error), ", whose previous contents are kept" if path.exists() else ""
+        message = (
+            f"cannot write the int8 model's intermediate files in {tempfile.gettempdir()}: {reason}; nothing was "
+            f"written to {path}{kept}. Free some space there or point TMPDIR at another disk"
+        )
+        raise WriteError(error.errno, reason, str(path), message) from None
+    atomic_write(path, lambda temporary: onnx.save_model(proto, str(temporary)), overwrite=overwrite)
+    return kept
+
+
+def _quantise(
+    model: nn.Module, images: list[torch.Tensor], direction: str | None, min_psnr: float, onnx: Any, quantization: Any
+) -> tuple[Any, dict[str, str]]:
+    """The int8 model as an ONNX proto, and its metadata; its intermediate files live in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="imgtrans-int8-") as folder:
         fp32, prepared, quantised = (Path(folder) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         export_onnx(model, fp32, direction=direction, subpixel=True)  # checked against PyTorch on the way
@@ -102,9 +126,7 @@ def quantize_onnx(
         kept = [(p.key, p.value) for p in proto.metadata_props if p.key != "imgtrans.max_abs_error"]
         del proto.metadata_props[:]
         set_metadata(proto, dict(kept))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save_model(proto, str(path))
-    return dict(kept)
+    return proto, dict(kept)
 
 
 def psnr_against_pytorch(model: nn.Module, onnx_model: str | os.PathLike, images: list[torch.Tensor]) -> float:

@@ -33,6 +33,7 @@ from torch import nn
 
 from imgtrans.deploy.fusion import inference_copy
 from imgtrans.inference import generator_of
+from imgtrans.io import atomic_write, refuse_existing
 from imgtrans.registry import check_direction
 
 INPUT, OUTPUT = "input", "output"
@@ -158,6 +159,7 @@ def export_onnx(
     opset: int | None = None,
     subpixel: bool = False,
     precision: str = "fp32",
+    overwrite: bool = False,
 ) -> ExportReport:
     """Write ``model``'s generator to ``path`` as ONNX, with metadata, checked against PyTorch.
 
@@ -174,6 +176,7 @@ def export_onnx(
         subpixel: write the decoder's transposed convolutions as ordinary convolutions
             ([SubpixelConvTranspose2d][imgtrans.blocks.subpixel.SubpixelConvTranspose2d]), as int8 quantisation needs.
         precision: recorded in the metadata (the quantiser sets ``"int8"``).
+        overwrite: replace an existing file at ``path``; without it one is refused before any work.
 
     Returns:
         An [ExportReport][imgtrans.deploy.onnx.ExportReport].
@@ -181,10 +184,13 @@ def export_onnx(
     Raises:
         ExportError: the model cannot be exported faithfully, or its export differs from PyTorch.
         ImportError: onnx or onnxruntime is missing (``pip install "imgtrans[onnx]"``).
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        WriteError: the disk is full or read-only; a previous file at ``path`` is kept whole.
     """
     onnx = _require("onnx")
     check_exportable(model, paper_test_mode)
     path = Path(path)
+    refuse_existing(path, overwrite)
     graph = inference_copy(model, subpixel=subpixel)
     with _size_oblivious():
         program = torch.onnx.export(
@@ -206,13 +212,7 @@ def export_onnx(
         report.max_abs_error = compare_with_pytorch(model, proto.SerializeToString(), tolerance=tolerance)
         metadata["imgtrans.max_abs_error"] = json.dumps({k: float(f"{v:.3g}") for k, v in report.max_abs_error.items()})
     set_metadata(proto, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        onnx.save_model(proto, str(temporary))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(path, lambda temporary: onnx.save_model(proto, str(temporary)), overwrite=overwrite)
     return report
 
 

@@ -5,10 +5,17 @@ else (step, configuration, optimiser hyper-parameters, scheduler and gradient-sc
 JSON in the file's metadata under the key ``imgtrans``. A checkpoint is written to a temporary
 file in the same folder, flushed to disk and renamed over the old one, so a crash or a full disk
 never leaves a half-written checkpoint behind.
+
+Damage that happens later (a bad sector, a truncated copy, bytes zeroed by a failing disk) is
+caught by a checksum: the SHA-256 of the metadata and of every tensor's name, dtype, shape and
+bytes, stored under ``imgtrans.sha256`` and checked on every load
+([verify_checkpoint][imgtrans.store.checkpoint.verify_checkpoint]). Checkpoints written before
+the checksum existed load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,10 +27,16 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from imgtrans.store.config import ModelConfig
 from imgtrans.io import atomic_write
+from imgtrans.store.config import ModelConfig
+from imgtrans.store.weights import as_os_error
 
 FORMAT = "imgtrans-checkpoint-1"
+CHECKSUM_KEY = "imgtrans.sha256"
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or whose contents do not match the checksum it was saved with."""
 
 
 @dataclass
@@ -94,11 +107,40 @@ def save_checkpoint(
     tensors.update(rng_tensors())
     meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata={"imgtrans": json.dumps(meta)}))
+    text = json.dumps(meta)
+    metadata = {"imgtrans": text, CHECKSUM_KEY: checksum(text, tensors)}
+
+    def write(temporary: Path) -> None:
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as error:  # safetensors reports a full disk as its own error
+            raise as_os_error(error) from None
+
+    atomic_write(path, write)
 
 
-def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint file written by [save_checkpoint][imgtrans.store.checkpoint.save_checkpoint]."""
+def checksum(meta: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a checkpoint's metadata text and of each tensor's name, dtype, shape and bytes, by name."""
+    digest = hashlib.sha256(meta.encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def verify_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint and check it whole: readable, an imgtrans checkpoint, and its contents match their checksum.
+
+    The one check of "is this checkpoint good?": loading, resuming and the trainer's choice of a
+    checkpoint to fall back to all call it. A checkpoint without a checksum (imgtrans 0.1 and
+    until this one) is read unchecked.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        DamagedCheckpointError: unreadable, truncated, or its contents differ from what was saved.
+        ValueError: a safetensors file that is not an imgtrans checkpoint, or of another format.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -107,16 +149,32 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {error})") from None
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        message = f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {reason})"
+        raise DamagedCheckpointError(message) from None
     if "imgtrans" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not an imgtrans training checkpoint")
+    expected = metadata.get(CHECKSUM_KEY)
+    if expected is not None and checksum(metadata["imgtrans"], tensors) != expected:
+        raise DamagedCheckpointError(
+            f"{path} is damaged: its contents do not match the checksum it was saved with (a failing disk or an "
+            "incomplete copy); resume from an earlier checkpoint, or copy it again from where it came"
+        )
     try:
         meta = json.loads(metadata["imgtrans"])
     except ValueError:
-        raise ValueError(f"{path} has unreadable metadata: it is damaged") from None
+        raise DamagedCheckpointError(f"{path} has unreadable metadata: it is damaged") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has checkpoint format {meta.get('format')!r}; this imgtrans reads {FORMAT!r}")
     return Checkpoint(tensors, meta)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint file written by [save_checkpoint][imgtrans.store.checkpoint.save_checkpoint], verified whole.
+
+    See [verify_checkpoint][imgtrans.store.checkpoint.verify_checkpoint], which this is.
+    """
+    return verify_checkpoint(path)
 
 
 def model_config(meta: dict[str, Any], source: str = "the checkpoint") -> ModelConfig:

@@ -30,17 +30,15 @@ import torch
 from torch import nn
 
 from imgtrans import hub
+from imgtrans.models.parts import REFERENCE_ARCHS
+from imgtrans.registry import Published, list_models
 from imgtrans.store import zoo
-from imgtrans.store.card import model_card
 from imgtrans.store.checkpoint import load_checkpoint, model_config
 from imgtrans.store.config import CONFIG_FILE, ModelConfig
-from imgtrans.io import atomic_write
-from imgtrans.models.parts import REFERENCE_ARCHS
+from imgtrans.store.folder import WEIGHTS_FILE, read_folder, write_folder
 from imgtrans.store.reference import convert_reference
-from imgtrans.registry import Published, list_models
-from imgtrans.store.weights import CorruptWeightsError, StateDict, load_weights, read_weights, select_parts, top_level, write_weights
+from imgtrans.store.weights import CorruptWeightsError, StateDict, load_weights, read_weights, select_parts, top_level
 
-WEIGHTS_FILE, CARD_FILE = zoo.WEIGHTS_FILE, zoo.CARD_FILE
 RUN_MODEL, RUN_CHECKPOINT = "model", "checkpoints/last.safetensors"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -70,20 +68,31 @@ def build(name: str, pretrained: bool = False, weights: str | os.PathLike | None
 
 
 def save_pretrained(
-    model: nn.Module, directory: str | os.PathLike, *, parts: tuple[str, ...] | None = None, published: Published | None = None
+    model: nn.Module,
+    directory: str | os.PathLike,
+    *,
+    parts: tuple[str, ...] | None = None,
+    published: Published | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``model`` to ``directory`` as ``config.json``, ``model.safetensors`` and ``README.md``.
 
     Args:
         model: a model made by [build][imgtrans.store.factory.build] (it carries ``config``).
-        directory: the folder to write; created if needed, its files replaced atomically,
-            ``config.json`` last (a folder with one is complete).
+        directory: the folder to write, whole and atomically ([write_folder][imgtrans.store.folder.write_folder]):
+            a crash or a full disk leaves the previous folder or the new one.
         parts: save only these top-level submodules, e.g. ``("generator",)`` to publish a pix2pix
             generator without its discriminator. ``None`` saves everything.
         published: what the model was trained for, for the model card.
+        overwrite: replace an existing saved model at ``directory``; without it an existing,
+            non-empty folder is refused. A folder holding files of your own is refused either way.
 
     Returns:
         The folder, readable by [from_pretrained][imgtrans.store.factory.from_pretrained].
+
+    Raises:
+        FileExistsError: ``directory`` exists and ``overwrite`` is false.
+        WriteError: the disk is full or read-only; ``directory`` is left as it was.
     """
     config = getattr(model, "config", None)
     if not isinstance(config, ModelConfig):
@@ -92,14 +101,9 @@ def save_pretrained(
             "register your class with imgtrans.register and build it by name"
         )
     parts = tuple(parts) if parts is not None else None
-    state = select_parts(model.state_dict(), parts)
-    config.to_dict()  # a configuration that could not load offline is refused before anything is written
-    directory = Path(directory)
-    sha256 = write_weights(directory / WEIGHTS_FILE, state, parts)
-    card = model_card(config, parts=parts, published=published, model_parts=tuple(top_level(model.state_dict())))
-    atomic_write(directory / CARD_FILE, card)
-    config.write(directory, sha256=sha256)
-    return directory
+    full = model.state_dict()
+    return write_folder(directory, config, select_parts(full, parts), parts=parts, published=published,
+                        model_parts=tuple(top_level(full)), overwrite=overwrite)  # fmt: skip
 
 
 def from_pretrained(directory_or_repo_id: str | os.PathLike, *, revision: str | None = None) -> nn.Module:
@@ -120,12 +124,7 @@ def from_pretrained(directory_or_repo_id: str | os.PathLike, *, revision: str | 
     """
     folder = Path(directory_or_repo_id).expanduser()
     if folder.is_dir():
-        for file in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (folder / file).is_file():
-                raise FileNotFoundError(f"{folder} is not a save_pretrained folder: it has no {file}")
-        config, extra = ModelConfig.read(folder / CONFIG_FILE)
-        state, parts = read_weights(folder / WEIGHTS_FILE, extra.get("sha256"))
-        source = folder / WEIGHTS_FILE
+        config, state, parts, source = read_folder(folder)
     elif _REPO_ID.fullmatch(str(directory_or_repo_id)):
         config, state, parts, source = _read_from_hub(str(directory_or_repo_id), revision)
     else:

@@ -9,8 +9,10 @@ the weights of a diverged run are refused with their names instead of producing 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -49,11 +51,29 @@ def read_weights(path: str | os.PathLike, sha256: str | None = None) -> tuple[St
 
 
 def write_weights(path: str | os.PathLike, state: Mapping[str, torch.Tensor], parts: tuple[str, ...] | None = None) -> str:
-    """Write ``state`` as safetensors atomically (``parts`` in its metadata); returns its SHA-256."""
+    """Write ``state`` as safetensors atomically (``parts`` in its metadata); returns its SHA-256.
+
+    Raises:
+        WriteError: the disk is full or read-only (safetensors' own serialisation errors included);
+            the previous file is kept whole.
+    """
     metadata = {"format": "pt", **({PARTS_KEY: ",".join(parts)} if parts else {})}
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    path = atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata=metadata))
-    return file_sha256(path)
+
+    def write(temporary: Path) -> None:
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except safetensors.SafetensorError as error:
+            raise as_os_error(error) from None
+
+    return file_sha256(atomic_write(path, write))
+
+
+def as_os_error(error: safetensors.SafetensorError) -> OSError:
+    """A safetensors serialisation error as the ``OSError`` it is (``I/O error: ... (os error 28)``: a full disk)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    code = int(match.group(1)) if (match := re.search(r"(?:os error |code: )(\d+)", text)) else errno.EIO
+    return OSError(code, os.strerror(code) if match else f"safetensors could not write the file ({text})")
 
 
 def top_level(state: Mapping[str, Any]) -> list[str]:
@@ -76,7 +96,7 @@ def load_weights(
     parts: tuple[str, ...] | None = None,
     source: str = "the weights",
 ) -> nn.Module:
-    """Load ``state`` into ``model`` after [check_weights][imgtrans.store.weights.check_weights].
+    """Load ``state`` into ``model`` after [check_state_dict][imgtrans.store.weights.check_state_dict].
 
     Args:
         model: the module to fill.
@@ -87,7 +107,7 @@ def load_weights(
     Returns:
         ``model``, with ``untrained_parts`` naming the submodules the weights did not cover.
     """
-    check_weights(model.state_dict(), state, parts, source)
+    check_state_dict(model.state_dict(), state, parts, source)
     model.load_state_dict(dict(state), strict=parts is None)
     model.untrained_parts = tuple(p for p in top_level(model.state_dict()) if parts is not None and p not in parts)
     if model.untrained_parts:
@@ -95,7 +115,7 @@ def load_weights(
     return model
 
 
-def check_weights(
+def check_state_dict(
     expected: Mapping[str, torch.Tensor],
     state: Mapping[str, torch.Tensor],
     parts: tuple[str, ...] | None = None,

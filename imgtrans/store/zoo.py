@@ -26,8 +26,6 @@ from pathlib import Path
 
 import torch
 
-from imgtrans.store.card import model_card
-from imgtrans.store.config import CONFIG_FILE, ModelConfig
 from imgtrans.hub import (
     ChangedDownloadError,
     DownloadError,
@@ -38,12 +36,12 @@ from imgtrans.hub import (
     hub_download,
     retry_corrupt,
 )
-from imgtrans.io import atomic_write, file_sha256
-from imgtrans.store.reference import convert_reference
+from imgtrans.io import file_sha256
 from imgtrans.registry import Published, did_you_mean, entry, list_models
-from imgtrans.store.weights import CorruptWeightsError, StateDict, check_weights, read_weights, top_level, write_weights
-
-WEIGHTS_FILE, CARD_FILE = "model.safetensors", "README.md"
+from imgtrans.store.config import CONFIG_FILE, ModelConfig
+from imgtrans.store.folder import WEIGHTS_FILE, is_saved_folder, write_folder
+from imgtrans.store.reference import convert_reference
+from imgtrans.store.weights import CorruptWeightsError, StateDict, check_state_dict, read_weights, top_level
 Weights = tuple[StateDict, "tuple[str, ...] | None", Path]
 
 REFERENCE_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
@@ -101,12 +99,33 @@ def is_cached(name: str) -> bool:
     hub, folder = published(name).hub, cached_path(name)
     if hub is not None:
         return (folder / "snapshots" / hub[1] / hub[2]).is_file()
-    return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+    return is_saved_folder(folder)
 
 
-def fetch(name: str) -> Path:
-    """Make sure the weights of ``name`` are on disk and intact; returns their file."""
-    return read_published(name)[2]
+def fetch(name: str, *, overwrite: bool = False) -> Path:
+    """Make sure the weights of ``name`` are on disk and intact; returns their file.
+
+    A cached copy is checked, never replaced silently: a damaged one is refused unless
+    ``overwrite``, which also downloads an intact one again.
+
+    Raises:
+        CorruptWeightsError: the cached copy is damaged and ``overwrite`` is false (the message
+            says how to replace it).
+    """
+    item = published(name)
+    if overwrite or not is_cached(name):
+        path, sha256 = _fetch(name, item, refresh=overwrite)
+        read_weights(path, sha256)
+        return path
+    path, sha256 = _fetch(name, item, refresh=False)
+    try:
+        read_weights(path, sha256)
+    except CorruptWeightsError as problem:
+        kept = f"{problem}; the cached copy was left as it is: pass"
+        error = CorruptWeightsError(f"{kept} overwrite=True to download it again")
+        error.cli_message = f"{kept} --overwrite to download it again"
+        raise error from None
+    return path
 
 
 def read_published(name: str) -> Weights:
@@ -144,11 +163,8 @@ def _fetch(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]
 
 def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, str | None]:
     """The cached conversion of the reference checkpoint, made on first use."""
-    folder = cache_dir() / name
-    if refresh:
-        for file in (CONFIG_FILE, WEIGHTS_FILE):
-            (folder / file).unlink(missing_ok=True)
-    if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+    folder = cache_dir() / name  # a damaged copy stays until its replacement is complete
+    if not refresh and is_saved_folder(folder):
         return folder / WEIGHTS_FILE, ModelConfig.read(folder / CONFIG_FILE)[1].get("sha256")
     checkpoint, url = folder / item.reference_file, reference_url(item.reference_file)
     if not checkpoint.is_file():
@@ -173,11 +189,11 @@ def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, s
         checkpoint.unlink()
         raise ValueError(f"{error}\n{checkpoint} was removed; the next call downloads it again") from None
     parts = (item.part,) if item.part else None
-    sha256 = write_weights(folder / WEIGHTS_FILE, state, parts)
-    atomic_write(folder / CARD_FILE, model_card(config, parts=parts, published=item, model_parts=model_parts))
-    config.write(folder, sha256=sha256)  # last: a folder with a config.json is a complete one
-    checkpoint.unlink()
-    return folder / WEIGHTS_FILE, sha256
+    # The whole cached folder is replaced in one step; the downloaded .pth goes with the old one.
+    write_folder(folder, config, state, parts=parts, published=item, model_parts=model_parts, overwrite=True,
+                 replaceable=(item.reference_file,))  # fmt: skip
+    checkpoint.unlink(missing_ok=True)
+    return folder / WEIGHTS_FILE, ModelConfig.read(folder / CONFIG_FILE)[1]["sha256"]
 
 
 def _largest_checkpoint(name: str) -> int:
@@ -198,7 +214,7 @@ def _check_part(config: ModelConfig, item: Published, state: StateDict, source: 
     """
     with torch.device("meta"):
         layout = config.for_loading().instantiate().state_dict()
-    check_weights(layout, state, (item.part,) if item.part else None, source)
+    check_state_dict(layout, state, (item.part,) if item.part else None, source)
     return tuple(top_level(layout))
 
 

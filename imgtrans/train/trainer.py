@@ -447,4 +447,4 @@ class Trainer:
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
-            return save_pretrained(self.model, self.out / "model")
+            return save_pretrained(self.model, self.out / "model", overwrite=True)  # the run's own export
