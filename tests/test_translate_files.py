@@ -115,7 +115,7 @@ def test_translations_are_written_through_the_atomic_writer(model, tmp_path, mon
     import imgtrans.io
 
     real, written = imgtrans.io.atomic_write, []
-    monkeypatch.setattr(imgtrans.io, "atomic_write", lambda path, data: written.append(Path(path)) or real(path, data))
+    monkeypatch.setattr(imgtrans.io, "atomic_write", lambda path, data, **options: written.append(Path(path)) or real(path, data, **options))
     picture(tmp_path / "in" / "a.png")
     picture(tmp_path / "in" / "big.png", size=(150, 70))  # tiled: saved from pixels
     argv = ["translate", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile", "64",
