@@ -67,6 +67,7 @@ class Pix2Pix(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The generator's output ``G(x)`` (in the module's current train/eval mode)."""
+        inference.check_batch(x, "Pix2Pix", inference.weights_dtype(self.generator))  # free checks: no value pass
         return self.generator(x)
 
     def with_networks(self, generator: nn.Module, discriminator: nn.Module | None) -> "Pix2Pix":
