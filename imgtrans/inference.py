@@ -78,7 +78,7 @@ def check_images(x: object, model: nn.Module, owner: str = "translate") -> None:
     check_finite_input(x)
     low, high = (float(v) for v in torch.aminmax(x))
     if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
-        if low >= 0 and high > 1.5:
+        if low >= 0 and high > 10:
             hint = "0-255 pixels? pass x / 127.5 - 1"
         else:
             hint = "normalised with other statistics? rescale them: 2 * (x - x.min()) / (x.max() - x.min()) - 1"

@@ -72,7 +72,7 @@ def shell_line(words: list[str]) -> str:
 CANNOT_RUN = [
     (r"^pip install", "installs from a package index: the network"),
     (r"python -m pytest", "the test suite itself, which runs this test"),
-    (r"(^|\s)(python|bash) benchmarks/", "a benchmark: minutes of a quiet machine, run by hand for the figures the page gives"),
+    (r"(^|\s)(python|bash) benchmarks/", "a benchmark: minutes of a quiet machine, run by hand for the page's figures"),
     (r"^tensorboard ", "TensorBoard's own server, not imgtrans"),
     (r"^cat /proc/cpuinfo", "a shell query of the CPU, not imgtrans"),
     (r"imgtrans (data|zoo) download (?!cityscapes)", "downloads from the network"),
@@ -91,6 +91,7 @@ ADDITIONS = [
     (r"imgtrans demo", ["--steps", "2", "--size", "32"], "two steps on 32-pixel images instead of 450 at 128"),
     (r"imgtrans app ", ["--port", "0"], "a free port: others may use this machine's 7860 or 8000"),
 ]
+
 
 # Commands the page says are refused here: (pattern, condition, message), exit status non-zero with one line.
 def _no_native_bf16() -> bool:
@@ -142,7 +143,9 @@ def is_fragment(command: str) -> bool:
 
 def all_commands() -> list[tuple[str, str]]:
     found = [(page.relative_to(ROOT).as_posix(), c) for page in PAGES for c in fenced_commands(page)]
-    found += [(page.relative_to(ROOT).as_posix(), c) for page in PAGES for c in inline_commands(page) if c in INLINE_RUN]
+    found += [
+        (page.relative_to(ROOT).as_posix(), c) for page in PAGES for c in inline_commands(page) if c in INLINE_RUN
+    ]
     return list(dict.fromkeys(found))
 
 
@@ -176,7 +179,7 @@ def ab_folder(path: Path, n: int = 3, seed: int = 0) -> None:
 
 @functools.lru_cache(maxsize=None)
 def hf_home(store: Path) -> Path:
-    """``$HF_HOME`` with facades "downloaded" (train 3, val 2, test 2), as ``imgtrans data download facades`` leaves it."""
+    """``$HF_HOME`` with a tiny facades "downloaded" (train 3, val 2, test 2), as ``imgtrans data download`` would."""
     from imgtrans.data.downloads import MARKER
 
     home = store / "hf"
@@ -228,10 +231,11 @@ def reference_checkpoint(store: Path, path: Path) -> None:
     shutil.copy(source, path)
 
 
+AB_FOLDERS = ("DIR", "HELD_OUT", "train/", "val/", "photos/", "labels/", "facades-split/train", "facades-split/val",
+              "../shared/data/facades/train", "../shared/data/facades/test")  # fmt: skip
 # What a page names, and how the test makes it (the paths are relative to the command's folder).
 SUPPLIES = {
-    **{name: lambda store, path: ab_folder(path) for name in ("DIR", "HELD_OUT", "train/", "val/", "photos/", "labels/", "facades-split/train",
-                                    "facades-split/val", "../shared/data/facades/train", "../shared/data/facades/test")},
+    **{name: lambda store, path: ab_folder(path) for name in AB_FOLDERS},
     "big.png": lambda store, path: image_file(path),
     "one.png": lambda store, path: image_file(path),
     "runs/facades": copy_run,
@@ -266,8 +270,15 @@ def shims(store: Path) -> Path:
 
 
 def environment(store: Path) -> dict[str, str]:
-    return {**os.environ, "PATH": f"{shims(store)}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
-            "HF_HOME": str(hf_home(store)), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "IMGTRANS_NO_BROWSER": "1"}
+    return {
+        **os.environ,
+        "PATH": f"{shims(store)}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "HF_HOME": str(hf_home(store)),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "IMGTRANS_NO_BROWSER": "1",
+    }
 
 
 def first(patterns, command):

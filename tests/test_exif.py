@@ -64,7 +64,10 @@ def test_the_test_files_are_stored_turned(folders):
 
 def test_read_image_and_image_size_give_the_picture_viewers_show(folders):
     for channels in (1, 3, 4):
-        seen, expected = read_image(folders / "jpeg" / "0.jpg", channels), read_image(folders / "png" / "0.png", channels)
+        seen, expected = (
+            read_image(folders / "jpeg" / "0.jpg", channels),
+            read_image(folders / "png" / "0.png", channels),
+        )
         assert seen.size == (64, 32) and np.array_equal(np.asarray(seen), np.asarray(expected))
     assert image_size(folders / "jpeg" / "0.jpg") == (64, 32)
     # the top band is at the top, the red half on the left
@@ -109,12 +112,25 @@ def model_dir(tmp_path):
 
 def test_translate_writes_the_picture_as_shown(folders, model_dir):
     for kind, suffix in (("jpeg", "jpg"), ("png", "png")):
-        assert main(["translate", str(model_dir), str(folders / kind / f"0.{suffix}"), "--out", str(folders / f"t-{kind}")]) == 0
+        assert (
+            main(
+                ["translate", str(model_dir), str(folders / kind / f"0.{suffix}"), "--out", str(folders / f"t-{kind}")]
+            )
+            == 0
+        )
     seen, expected = Image.open(folders / "t-jpeg" / "0.png"), Image.open(folders / "t-png" / "0.png")
     assert seen.size == (64, 32) and np.array_equal(np.asarray(seen), np.asarray(expected))
     # the half of an AB pair too: the split is taken from the upright picture
     for kind, suffix in (("jpeg", "jpg"), ("png", "png")):
-        argv = ["translate", str(model_dir), str(folders / kind / f"1.{suffix}"), "--split", "left", "--out", str(folders / f"s-{kind}")]
+        argv = [
+            "translate",
+            str(model_dir),
+            str(folders / kind / f"1.{suffix}"),
+            "--split",
+            "left",
+            "--out",
+            str(folders / f"s-{kind}"),
+        ]
         assert main(argv) == 0
     seen, expected = Image.open(folders / "s-jpeg" / "1.png"), Image.open(folders / "s-png" / "1.png")
     assert seen.size == (36, 36) and np.array_equal(np.asarray(seen), np.asarray(expected))
@@ -124,7 +140,18 @@ def test_eval_scores_the_picture_as_shown(folders, model_dir):
     scores = {}
     for kind in ("jpeg", "png"):
         out = folders / f"eval-{kind}"
-        argv = ["eval", str(model_dir), "--data", str(folders / kind), "--out", str(out), "--modes", "eval", "--batch-size", "1"]
+        argv = [
+            "eval",
+            str(model_dir),
+            "--data",
+            str(folders / kind),
+            "--out",
+            str(out),
+            "--modes",
+            "eval",
+            "--batch-size",
+            "1",
+        ]
         assert main(argv) == 0
         scores[kind] = json.loads((out / "metrics.json").read_text())["modes"]["eval"]["summary"]["mean"]
     assert scores["jpeg"] == scores["png"]

@@ -1,4 +1,4 @@
-"""Every Python snippet of the README and docs/ runs as written, and every command the README shows is one the CLI accepts.
+"""Every Python snippet of the README and docs/ runs as written; every command the README shows is one the CLI accepts.
 
 README snippets run in this process; those of docs/*.md in a fresh interpreter each, in an empty folder
 (a snippet may register models or write files). docs/timm.md's snippets run in tests/test_timm_docs.py.

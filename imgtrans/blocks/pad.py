@@ -32,7 +32,7 @@ def check_batch(x: object, owner: str, weights: torch.dtype | None = None) -> No
         pixels = " (pixels?): pass x.float() / 127.5 - 1" if x.dtype == torch.uint8 else ": pass x.float(), in [-1, 1]"
         raise TypeError(f"{owner} takes float images in [-1, 1]; got a {x.dtype} tensor{pixels}")
     if weights is not None and x.dtype != weights and not torch.is_autocast_enabled(x.device.type):
-        raise TypeError(f"{owner}'s weights are {weights} but the images are {x.dtype}: pass x.to({weights})")
+        raise TypeError(f"{owner} got {x.dtype} images but the model's weights are {weights}: pass x.to({weights})")
     if x.ndim != 4:
         single = ": one image? add the batch dimension, x[None]" if x.ndim == 3 else ""
         raise ValueError(f"{owner} expects a batch of images shaped (N, C, H, W); got {tuple(x.shape)}{single}")
@@ -52,7 +52,8 @@ def _kind(x: object) -> str:
     if module == "PIL":
         return "a PIL image: use imgtrans.translate_image(model, image), which takes and returns PIL images"
     if isinstance(x, (list, tuple)):
-        return f"a {type(x).__name__} of {len(x)} items: stack the C x H x W images into one batch, torch.stack(images)"
+        items = f"{len(x)} item{'s' * (len(x) != 1)}"
+        return f"a {type(x).__name__} of {items}: stack the C x H x W images into one batch, torch.stack(images)"
     return f"{type(x).__name__}"
 
 
