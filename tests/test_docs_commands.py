@@ -118,6 +118,8 @@ INLINE_FRAGMENTS = {
     "imgtrans train --resume": "names the flag; the blocks give it with the run's --out",
     "imgtrans zoo info NAME": "NAME is a placeholder for any published model",
     "imgtrans train": "names the command",
+    "imgtrans eval pix2pix-facades --data facades/test": "a first try refused before the download "
+    "(docs/reliability.md); tests/test_first_use.py runs it",
 }
 INLINE_RUN = {
     "imgtrans app runs/pix2pix-facades", "imgtrans app MODEL --threads 1", "imgtrans models", "imgtrans data list",
@@ -150,7 +152,7 @@ def all_commands() -> list[tuple[str, str]]:
 
 
 COMMANDS = all_commands()
-SLOW = ("torchrun ", "imgtrans train ", "imgtrans demo", "imgtrans export", "imgtrans eval", "imgtrans app ")
+SLOW = ("torchrun ", "imgtrans train ", "imgtrans demo", "imgtrans export", "imgtrans eval", "imgtrans app ", ".int8.onnx")
 
 
 def test_the_pages_show_commands():
