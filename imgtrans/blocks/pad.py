@@ -1,6 +1,6 @@
-"""Padding to the multiple a network needs, and cropping back, so any image size works.
+"""What a generator takes: a batch checked for free, padded to the multiple it needs and cropped back.
 
-Padding costs compute in proportion to the pixels it adds. A side is padded freely up to
+Any image size works. Padding costs compute in proportion to the pixels it adds. A side is padded freely up to
 ``FREE_SIDE`` pixels (the cost of a small image); beyond that it may grow at most ``MAX_GROWTH``
 times, so that a deep network on a small image (a 12-level U-Net pads a 1x1 image to 4096x4096)
 is refused with the size it needs instead of running for minutes on padding.
@@ -89,7 +89,7 @@ def pad_to_multiple(
     # (ONNX Div), which equals floor division only for non-negative operands.
     ph, pw = (torch.sym_max((side + multiple - 1) // multiple * multiple, minimum) - side for side in (h, w))
     pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
-    if isinstance(h, int) and isinstance(w, int):  # concrete sizes (symbolic ones are checked when they run)
+    if isinstance(h, int) and isinstance(w, int):  # concrete sizes; symbolic ones (export) are not
         check_padding(h, w, h + ph, w + pw, multiple, minimum, owner, remedy)
     if torch.compiler.is_exporting():
         return pad_by_index(x, pad), pad
