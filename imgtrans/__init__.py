@@ -42,6 +42,7 @@ _PUBLIC = {
     "save_pretrained": "imgtrans.store.factory",
     "list_models": "imgtrans.registry",
     "register": "imgtrans.registry",
+    "translate_image": "imgtrans.inference",
 }
 __all__ = sorted(_PUBLIC)
 

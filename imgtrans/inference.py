@@ -8,11 +8,20 @@ rather than the running averages of training.
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
+
+from imgtrans.blocks.pad import check_batch
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+RANGE_SLACK = 1e-3
+"""How far outside [-1, 1] input values may lie: the float rounding of rescaled pixels, not a looser range."""
 
 
 @contextmanager
@@ -53,6 +62,31 @@ def generator_of(model: nn.Module) -> nn.Module:
     return generator if isinstance(generator, nn.Module) else model
 
 
+def weights_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating-point weight (``None`` without one)."""
+    return next((p.dtype for p in module.parameters() if p.is_floating_point()), None)
+
+
+def check_images(x: object, model: nn.Module, owner: str = "translate") -> None:
+    """Raise a ``TypeError`` or ``ValueError`` saying what to pass unless ``x`` is what ``model`` translates.
+
+    ``x`` must be a float tensor ``N x C x H x W`` (N, H, W at least 1) in the dtype of the model's
+    weights, finite, with values in [-1, 1] (pixel / 127.5 - 1): the checks of
+    [check_batch][imgtrans.blocks.pad.check_batch], and a pass over the values for their range.
+    """
+    check_batch(x, owner, weights_dtype(generator_of(model)))
+    check_finite_input(x)
+    low, high = (float(v) for v in torch.aminmax(x))
+    if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
+        if low >= 0 and high > 10:
+            hint = "0-255 pixels? pass x / 127.5 - 1"
+        else:
+            hint = "normalised with other statistics? rescale them: 2 * (x - x.min()) / (x.max() - x.min()) - 1"
+        raise ValueError(
+            f"{owner} takes images in [-1, 1] (pixel / 127.5 - 1); these span [{low:.4g}, {high:.4g}]: {hint}"
+        )
+
+
 def check_finite_input(x: torch.Tensor) -> None:
     """Raise a ``ValueError`` naming the images of the batch ``x`` that hold NaN or inf."""
     if not torch.isfinite(x).all():
@@ -76,12 +110,13 @@ def translate(
 
     Args:
         model: a pix2pix model or a bare generator; its mode and statistics are left unchanged.
-        x: images ``N x C x H x W`` in [-1, 1]; NaN or inf are refused.
+        x: images ``N x C x H x W`` in [-1, 1], in the dtype of the model's weights; anything else
+            (pixels, NaN, numpy arrays...) is refused by [check_images][imgtrans.inference.check_images].
         paper_test_mode: dropout on and per-image statistics (sections 3.3, 4.1).
         seeds: in the paper's mode, one seed per image for its dropout masks (reproducible
             whatever the batching; the global generator is left untouched). Ignored in eval mode.
     """
-    check_finite_input(x)
+    check_images(x, model)
     generator = generator_of(model)
     if not paper_test_mode:
         with eval_mode(generator):
@@ -98,6 +133,65 @@ def translate(
                 torch.manual_seed(seeds[i])
                 outputs.append(generator(x[i : i + 1]))
     return torch.cat(outputs)
+
+
+def translate_image(
+    model: nn.Module,
+    image: "Image.Image | str | os.PathLike",
+    device: str | torch.device | None = None,
+    tile: int = 1024,
+    overlap: int = 128,
+    *,
+    paper_test_mode: bool = False,
+) -> "Image.Image":
+    """Translate one picture: a PIL image (or an image file) in, a PIL image of the same size out.
+
+    The image is turned the way its EXIF orientation says (as viewers show it), converted to the
+    model's input channels (``L``, ``RGB`` or ``RGBA``) as ``imgtrans translate`` converts files,
+    translated with [translate][imgtrans.inference.translate] (in tiles when a side exceeds ``tile``),
+    and returned as an 8-bit image in the model's output channels, without EXIF.
+
+    Example:
+        ```python
+        import imgtrans
+        from PIL import Image
+
+        model = imgtrans.build("pix2pix-facades", generator_args={"base_channels": 4})
+        photo = imgtrans.translate_image(model, Image.new("RGB", (200, 150), "blue"))
+        assert photo.size == (200, 150)
+        ```
+
+    Args:
+        model: a pix2pix model or a bare generator.
+        image: a PIL image in any mode Pillow opens, or the path of an image file.
+        device: where to run (by default, where the model's weights are).
+        tile, overlap: tiling of large images (see [translate_tiled][imgtrans.inference.translate_tiled]).
+        paper_test_mode: dropout on and the image's own statistics (sections 3.3, 4.1).
+    """
+    from PIL import Image
+
+    from imgtrans.io import CHANNEL_MODES, as_channels, image_to_tensor, read_image, tensor_to_image, upright
+
+    generator = generator_of(model)
+    channels = int(getattr(generator, "in_channels", 3))
+    if channels not in CHANNEL_MODES:
+        raise ValueError(f"the model expects {channels}-channel inputs; images give 1, 3 or 4 channels")
+    if isinstance(image, (str, os.PathLike)):
+        image = read_image(image, channels)
+    elif isinstance(image, Image.Image):
+        image = as_channels(upright(image), channels)
+    else:
+        raise TypeError(f"translate_image takes a PIL image or an image file's path; got {type(image).__name__}"
+                        " (for tensors use imgtrans.inference.translate)")  # fmt: skip
+    parameter = next(generator.parameters(), None)
+    device = device if device is not None else (parameter.device if parameter is not None else "cpu")
+    x = image_to_tensor(image, channels).unsqueeze(0).to(device, weights_dtype(generator) or torch.float32)
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        return translate(model, batch, paper_test_mode=paper_test_mode)
+
+    y = translate_tiled(run, x, tile, overlap, batch_size=1) if max(x.shape[-2:]) > tile else run(x)
+    return tensor_to_image(y[0])
 
 
 def blend_ramp(tile: int, overlap: int, device: torch.device | None = None) -> torch.Tensor:

@@ -14,6 +14,8 @@ and every image it reads or writes through the functions here.
   modes are converted by Pillow, 16- and 32-bit integer and floating-point images are scaled to
   the full range rather than clipped (a 16-bit PNG is not 98% white), palettes and CMYK become
   RGB. Pillow's decompression-bomb guard stays on; ``IMGTRANS_MAX_IMAGE_PIXELS`` raises it.
+  Images are turned the way their EXIF orientation says ([upright][imgtrans.io.upright]), as
+  viewers show them, wherever imgtrans reads them (training, translate, eval, the app).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Callable, Iterator, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -39,6 +41,8 @@ MAX_PIXELS_VARIABLE = "IMGTRANS_MAX_IMAGE_PIXELS"
 
 _TEMPORARY = re.compile(r"^\..+\.(tmp|part)-(\d+)$")
 # Modes whose samples do not fit in 8 bits, with the value that maps to white.
+# EXIF orientations (tag 0x0112) that turn the picture a quarter, so that width and height swap.
+_ORIENTATION, _QUARTER_TURNS = 0x0112, (5, 6, 7, 8)
 _DEEP_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": None, "F": None}
 
 
@@ -290,7 +294,8 @@ def image_files(folder: PathLike) -> list[Path]:
 def read_image(path: PathLike, channels: int) -> Image.Image:
     """Open an image file fully, in a form [image_to_tensor][imgtrans.io.image_to_tensor] turns into ``channels``.
 
-    8-bit images come back as ``L``, ``RGB`` or ``RGBA`` (Pillow's conversions: palettes
+    The image is [upright][imgtrans.io.upright] (its EXIF orientation applied). 8-bit images come
+    back as ``L``, ``RGB`` or ``RGBA`` (Pillow's conversions: palettes
     expanded, CMYK and YCbCr to RGB, luma for gray). Deeper single-band images (16- and 32-bit
     integers, floats) come back as mode ``F`` scaled to $[0, 1]$, which crops and resizes keep.
 
@@ -303,13 +308,38 @@ def read_image(path: PathLike, channels: int) -> Image.Image:
     path = Path(path)
     with _opened(path) as image:
         image.load()
-        return as_channels(image, channels, str(path))
+        return as_channels(upright(image), channels, str(path))
 
 
 def image_size(path: PathLike) -> tuple[int, int]:
-    """``(width, height)`` of an image file, read from its header (with the checks of [read_image][imgtrans.io.read_image])."""
+    """``(width, height)`` of an image file as [read_image][imgtrans.io.read_image] gives it, from its header."""
     with _opened(Path(path)) as image:
-        return image.size
+        w, h = image.size
+        return (h, w) if _orientation(image) in _QUARTER_TURNS else (w, h)
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` turned and mirrored as its EXIF orientation says, the way viewers show it.
+
+    Cameras and phones store the pixels as the sensor read them and record the turn in EXIF
+    (tag 0x0112); a model must see the picture its user sees, and its output must match it.
+    An image without an orientation (or with the identity, 1) is returned as it is, not copied.
+    """
+    if _orientation(image) in (None, 1):
+        return image
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError) as error:  # a damaged EXIF block: say so, do not guess
+        raise ValueError(f"the image's EXIF orientation cannot be applied ({_first_line(error)}); re-save the image")
+
+
+def _orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation of ``image`` (1-8), or ``None``; a damaged EXIF block counts as none."""
+    try:
+        value = image.getexif().get(_ORIENTATION)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return None
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
 @contextlib.contextmanager

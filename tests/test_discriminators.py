@@ -41,7 +41,7 @@ def test_paper_notation_and_output_sizes(n_layers, spec, out_side):
 def test_pixelgan_uses_1x1_convolutions_and_no_norm_first():
     d = PatchDiscriminator(n_layers=0)
     convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
-    assert all(c.kernel_size == (1, 1) for c in convs)
+    assert convs and all(c.kernel_size == (1, 1) for c in convs)
     assert not hasattr(d.layers[0], "norm") and isinstance(d.layers[1].norm, nn.BatchNorm2d)
 
 

@@ -56,10 +56,29 @@ def test_unet_trains_on_odd_sizes_with_batch_one():
     assert all(p.grad is not None for p in g.parameters())
 
 
+def unpadded(g: UNetGenerator, x: torch.Tensor) -> torch.Tensor:
+    """The U-Net's layers alone on ``x``: its forward with the padding step replaced by none."""
+    import imgtrans.blocks.unet as unet
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(unet, "pad_to_multiple", lambda x, *args, **kwargs: (x, (0, 0, 0, 0)))
+        return g(x)
+
+
 def test_padding_does_not_change_multiples_of_256():
     g = small_unet().eval()
     x = torch.randn(1, 3, 256, 512)
-    assert torch.equal(g(x), g(x))
+    assert torch.equal(g(x), unpadded(g, x))
+
+
+def test_other_sizes_are_the_network_on_the_reflected_image_cropped_back():
+    # 200 x 300 -> 256 x 512: 28 rows above and below, 106 columns left and right, by reflection.
+    g = small_unet().eval()
+    x = torch.randn(1, 3, 200, 300)
+    expected = unpadded(g, torch.nn.functional.pad(x, (106, 106, 28, 28), mode="reflect"))[..., 28:228, 106:406]
+    torch.testing.assert_close(g(x), expected, rtol=0, atol=1e-6)
+    with pytest.raises(RuntimeError):  # the layers alone cannot take this size: the padding is what makes it work
+        unpadded(g, x)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (101, 77), (3, 5)])

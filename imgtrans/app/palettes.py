@@ -144,7 +144,7 @@ def example_image(palette: Palette, size: int = 256) -> tuple[Image.Image, str]:
     the first edge map of a downloaded edges2shoes or edges2handbags validation split, else a
     blank sheet; a blank sheet for the free palette.
     """
-    from imgtrans.io import image_files
+    from imgtrans.io import image_files, read_image
     from imgtrans.data.downloads import dataset_dir, is_downloaded
 
     candidates = {"facades": [("facades", "test", "right")], "edges": [("edges2shoes", "val", "left"),
@@ -152,8 +152,7 @@ def example_image(palette: Palette, size: int = 256) -> tuple[Image.Image, str]:
     for name, split, half in candidates.get(palette.name, []):
         folder = dataset_dir(name) / split
         if is_downloaded(name) and folder.is_dir() and (files := image_files(folder)):
-            with Image.open(files[0]) as ab:
-                ab = ab.convert("RGB")
+            ab = read_image(files[0], 3)
             w, h = ab.size
             image = ab.crop((w // 2, 0, 2 * (w // 2), h) if half == "right" else (0, 0, w // 2, h))
             return image, f"{name}/{split}/{files[0].name} ({half} half)"

@@ -52,7 +52,7 @@ from torch import nn
 
 from imgtrans.app.guard import Guard
 from imgtrans.app.palettes import Palette, example_image, png_bytes
-from imgtrans.io import CHANNEL_MODES, as_channels, image_to_tensor, tensor_to_image
+from imgtrans.io import CHANNEL_MODES, as_channels, image_to_tensor, tensor_to_image, upright
 from imgtrans.inference import generator_of, translate, translate_tiled
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -120,7 +120,7 @@ def decode_upload(body: bytes, max_side: int = MAX_SIDE) -> Image.Image:
             f"the image could not be decoded ({error}); it may be truncated: upload it again or another one",
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         ) from None
-    return image
+    return upright(image)  # as the browser shows it: EXIF orientation applied
 
 
 def translate_image(

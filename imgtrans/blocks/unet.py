@@ -102,7 +102,7 @@ class UNetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate ``N x in_channels x H x W`` images in [-1, 1] to ``N x out_channels x H x W`` in [-1, 1]."""
         check_input(x, self.in_channels, type(self).__name__)
-        x, pad = pad_to_multiple(x, 2**self.num_downs)
+        x, pad = pad_to_multiple(x, 2**self.num_downs, 0, type(self).__name__, ", or build it with a smaller num_downs")
         features = []
         for layer in self.encoder:
             x = layer(x)

@@ -9,6 +9,9 @@
 ``BtoA``). Training augmentation is the paper's random jitter and mirroring (section 6.2):
 resize both images to ``load_size``, crop the same random ``crop_size`` window from both, and
 flip both horizontally half of the time.
+
+Files are read by [read_image][imgtrans.io.read_image]: upright (their EXIF orientation applied, as
+viewers show them), in the model's channels, whatever their mode.
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ class Pix2Pix(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The generator's output ``G(x)`` (in the module's current train/eval mode)."""
+        inference.check_batch(x, "Pix2Pix", inference.weights_dtype(self.generator))  # free checks: no value pass
         return self.generator(x)
 
     # ------------------------------------------------------- the training seam (imgtrans.train.objective)
