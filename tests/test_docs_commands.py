@@ -32,11 +32,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import SHARED, TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FAMILY = ROOT / "tests" / "fixtures" / "family"
+# docs/cookbook.md's commands continue its Python blocks (a run made there, its export): tests/test_cookbook.py
+# runs that page's blocks and commands in page order, in one folder.
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "cookbook.md")]
 OPERATORS = {"|", "&&", "||", ";"}
 TIMEOUT = 300
 
@@ -107,11 +111,7 @@ REFUSALS = [
 
 # Commands that fail today for a reason outside the docs (a bug being fixed): (pattern, reason). Strict: once
 # the fix is merged the test passes, xfail turns into a failure, and the entry must go.
-KNOWN_FAILURES = [
-    (r"imgtrans train pix2pix-facades --data DIR --val-data HELD_OUT",
-     "issue 21: --val-data without --direction is refused ('direction must be AtoB or BtoA; got None'), though "
-     "the configuration knows its direction"),
-]  # fmt: skip
+KNOWN_FAILURES: list[tuple[str, str]] = []
 
 # Inline commands in prose that name a command or a flag rather than give one to run.
 INLINE_FRAGMENTS = {
@@ -125,6 +125,7 @@ INLINE_RUN = {
     "imgtrans app runs/pix2pix-facades", "imgtrans app MODEL --threads 1", "imgtrans models", "imgtrans data list",
     "imgtrans models | head", "imgtrans models | head -1", "imgtrans zoo list", "imgtrans models 'unet-*'",
     "imgtrans train --help", "imgtrans models 'pix2pix-*'", "imgtrans data download cityscapes",
+    "imgtrans app FOLDER --device cpu", "imgtrans train pix2pix-facades --data facades --out runs/facades",
 }  # fmt: skip
 
 
@@ -246,13 +247,30 @@ SUPPLIES = {
     "RUN": copy_run,
     "MODEL": lambda store, path: shutil.copytree(tiny_run(store) / "model", path),
     "latest_net_G.pth": reference_checkpoint,
+    "FOLDER": lambda store, path: shutil.copytree(tiny_run(store) / "model", path),
+    # NVIDIA's pix2pixHD checkpoints, as tiny ones: the reference networks' weights of tests/fixtures/family
+    "checkpoints/label2city_512p/latest_net_G.pth": lambda store, path: family_checkpoint("global-instance", path),
+    "checkpoints/label2city_1024p/latest_net_G.pth": lambda store, path: family_checkpoint("local-instance", path),
+    "checkpoints/label2city_1024p/latest_net_D.pth": lambda store, path: family_checkpoint("multiscale-d", path),
     "facades.int8.onnx": lambda store, path: shutil.copy(int8_model(store), path),
 }  # fmt: skip
 
 
+def family_checkpoint(fixture: str, path: Path) -> None:
+    """A reference ``.pth`` of a pix2pixHD network: the ``reference.`` tensors of a golden fixture, saved as torch does."""
+    from safetensors.torch import load_file
+
+    state = {k.removeprefix("reference."): v for k, v in load_file(FAMILY / f"{fixture}.safetensors").items()
+             if k.startswith("reference.")}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+
+
 def supply(words: list[str], store: Path, folder: Path) -> None:
-    """Make the inputs the command names; its outputs (after --out, unless resuming) are left to it."""
+    """Make the inputs the command names; its outputs (after --out, unless resuming; a folder python saves to)
+    are left to it."""
     outputs = {words[i + 1] for i, w in enumerate(words[:-1]) if w == "--out"} if "--resume" not in words else set()
+    outputs |= {m for w in words for m in re.findall(r"save_pretrained\(.*'([^']+)'\)", w)}
     for name, make in SUPPLIES.items():
         named = name in words or any(f"'{name}'" in w for w in words)  # also inside python -c "...'RUN'..."
         if named and name not in outputs and not (folder / name).exists():

@@ -32,11 +32,17 @@ def test_readme_snippet_runs(index, monkeypatch, capsys):
     exec(compile(code, f"README.md snippet {index}", "exec"), {"__name__": f"readme_{index}"})
 
 
-# docs/*.md: every ```python block but those of docs/timm.md (tests/test_timm_docs.py) and "python no-test" ones.
+# Pages whose snippets continue one another: their own tests run them in page order, as a reader does.
+PAGES_RUN_ELSEWHERE = {
+    "timm.md": "tests/test_timm_docs.py",
+    "cookbook.md": "tests/test_cookbook.py (blocks and commands in page order, in one folder)",
+    "pix2pixhd.md": "tests/test_pix2pixhd.py (the second snippet uses the first's G)",
+}
+# docs/*.md: every ```python block but those of the pages above and "python no-test" ones.
 DOC_SNIPPETS = [
     (page.relative_to(ROOT).as_posix(), i, code)
     for page in sorted((ROOT / "docs").rglob("*.md"))
-    if page.name != "timm.md"
+    if page.name not in PAGES_RUN_ELSEWHERE
     for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))
 ]
 # Snippets that cannot run here, by (page, index), with the reason and a phrase of the snippet (so a stale
