@@ -116,7 +116,7 @@ def make_translator(model, a):
     """imgtrans.deploy.translators's translator for --backend/--precision; ONNX files exported once into --onnx-cache."""
     from PIL import Image
 
-    from imgtrans.io import image_to_tensor
+    from imgtrans.images import image_to_tensor
     from imgtrans.deploy.onnx import export_onnx
     from imgtrans.deploy.int8 import quantize_onnx
     from imgtrans.deploy.translators import OnnxTranslator, TorchTranslator, keep_freed_memory

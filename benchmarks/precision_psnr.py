@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from imgtrans.data.paired import PairedImageDataset
-from imgtrans.io import image_to_tensor
+from imgtrans.images import image_to_tensor
 from imgtrans.store.factory import load as load_model
 from imgtrans.metrics import image_scores
 from imgtrans.deploy.translators import TorchTranslator, instruction_set, native_bf16, onnx_translator

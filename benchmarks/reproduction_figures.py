@@ -20,7 +20,7 @@ from imgtrans.data import PairedImageDataset
 from imgtrans.inference import translate
 from imgtrans.store.factory import load as load_model
 from imgtrans.metrics import draw_lab_histograms
-from imgtrans.io import save_image
+from imgtrans.images import save_image
 from imgtrans.train.samples import image_grid
 
 RUNS = {"L1": "pix2pix-l1", "GAN": "pix2pix-gan", "cGAN": "pix2pix-cgan", "L1+GAN": "pix2pix-l1-gan",

@@ -165,12 +165,14 @@ def translate_image(
         model: a pix2pix model or a bare generator.
         image: a PIL image in any mode Pillow opens, or the path of an image file.
         device: where to run (by default, where the model's weights are).
-        tile, overlap: tiling of large images (see [translate_tiled][imgtrans.inference.translate_tiled]).
+        tile: images with a side above this are translated in tiles of it (see
+            [translate_tiled][imgtrans.inference.translate_tiled]).
+        overlap: pixels that neighbouring tiles share, blended.
         paper_test_mode: dropout on and the image's own statistics (sections 3.3, 4.1).
     """
     from PIL import Image
 
-    from imgtrans.io import CHANNEL_MODES, as_channels, image_to_tensor, read_image, tensor_to_image, upright
+    from imgtrans.images import CHANNEL_MODES, as_channels, image_to_tensor, read_image, tensor_to_image, upright
 
     generator = generator_of(model)
     channels = int(getattr(generator, "in_channels", 3))

@@ -17,7 +17,7 @@ import imgtrans
 from imgtrans.app import EDGES, FACADES, FREE, make_server, palette_for
 from imgtrans.app.palettes import drawn_facade, example_image
 from imgtrans.cli import main
-from imgtrans.io import image_to_tensor as to_tensor
+from imgtrans.images import image_to_tensor as to_tensor
 from imgtrans.inference import translate
 
 from zoo_fixtures import hub_settings

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from imgtrans.app import FACADES, make_server
-from imgtrans.io import image_to_tensor as to_tensor
+from imgtrans.images import image_to_tensor as to_tensor
 from imgtrans.inference import translate
 
 from conftest import SHARED

@@ -22,7 +22,7 @@ from imgtrans.cli import main
 from imgtrans.store.config import ModelConfig
 from imgtrans.data import PairedImageDataset, SyntheticFacades, write_ab_folder
 from imgtrans.store.factory import from_pretrained, load, save_pretrained
-from imgtrans.io import image_to_tensor, read_image
+from imgtrans.images import image_to_tensor, read_image
 
 from conftest import TINY_MODEL
 

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 import imgtrans
 from conftest import TINY_MODEL
 from imgtrans.cli import main
-from imgtrans.io import image_size, read_image, upright
+from imgtrans.images import image_size, read_image, upright
 
 ROTATE_90 = 6  # EXIF orientation: the viewer turns the stored pixels 90 degrees clockwise
 

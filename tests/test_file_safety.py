@@ -16,7 +16,8 @@ from safetensors import SafetensorError
 
 import imgtrans
 from imgtrans.cli import main
-from imgtrans.io import WriteError, atomic_folder, atomic_write, save_image, temporary_path
+from imgtrans.io import WriteError, atomic_folder, atomic_write, temporary_path
+from imgtrans.images import save_image
 from imgtrans.store import checkpoint as checkpoints
 from imgtrans.store.checkpoint import DamagedCheckpointError, load_checkpoint, save_checkpoint, verify_checkpoint
 from imgtrans.store.factory import from_checkpoint, save_pretrained

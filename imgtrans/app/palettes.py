@@ -144,7 +144,7 @@ def example_image(palette: Palette, size: int = 256) -> tuple[Image.Image, str]:
     the first edge map of a downloaded edges2shoes or edges2handbags validation split, else a
     blank sheet; a blank sheet for the free palette.
     """
-    from imgtrans.io import image_files, read_image
+    from imgtrans.images import image_files, read_image
     from imgtrans.data.downloads import dataset_dir, is_downloaded
 
     candidates = {"facades": [("facades", "test", "right")], "edges": [("edges2shoes", "val", "left"),

@@ -18,7 +18,7 @@ allows this server's own address, so the page cannot load anything from elsewher
 
 The translation is [translate][imgtrans.inference.translate] (eval mode) on the uploaded pixels,
 converted to the model's channels as ``imgtrans translate`` reads files, then quantised to 8 bits
-as [save_image][imgtrans.io.save_image] does: the page shows exactly what
+as [save_image][imgtrans.images.save_image] does: the page shows exactly what
 ``imgtrans translate`` would write for the same file. Images larger than ``tile`` pixels on a side
 are translated in blended tiles, as there.
 
@@ -52,7 +52,7 @@ from torch import nn
 
 from imgtrans.app.guard import Guard
 from imgtrans.app.palettes import Palette, example_image, png_bytes
-from imgtrans.io import CHANNEL_MODES, as_channels, image_to_tensor, tensor_to_image, upright
+from imgtrans.images import CHANNEL_MODES, as_channels, image_to_tensor, tensor_to_image, upright
 from imgtrans.inference import generator_of, translate, translate_tiled
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024

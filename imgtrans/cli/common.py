@@ -22,7 +22,7 @@ import torch
 from imgtrans.devices import resolve_device
 from imgtrans.store.factory import load
 from imgtrans.inference import generator_of
-from imgtrans.io import CHANNEL_MODES, IMAGE_EXTENSIONS, image_files, image_to_tensor, read_image
+from imgtrans.images import CHANNEL_MODES, IMAGE_EXTENSIONS, image_files, image_to_tensor, read_image
 
 NONE = type("ExplicitNone", (), {"__repr__": lambda self: "none"})()
 """What a flag given as ``none`` parses to, told apart from a flag not given (``None``)."""

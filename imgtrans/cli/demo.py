@@ -18,7 +18,7 @@ from imgtrans.cli.common import count
 from imgtrans.data import SyntheticFacades
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train.run import RunExistsError
-from imgtrans.io import save_image
+from imgtrans.images import save_image
 from imgtrans.train.samples import image_grid
 
 # A pix2pix-facades model scaled to 128x128 images and a two-minute CPU budget.

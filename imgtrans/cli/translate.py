@@ -20,11 +20,11 @@ import torch
 
 from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, model_channels, warn_direction
 from imgtrans.data.downloads import resolve_data
-from imgtrans.data.paired import MIN_HALF_ASPECT
+from imgtrans.data.paired import pair_shape_problem
 from imgtrans.deploy.translators import BACKENDS, Translator, keep_freed_memory, load_translator
 from imgtrans.inference import translate_tiled
-from imgtrans.io import CHANNEL_MODES, image_to_tensor, read_image, save_image, save_pixels
-from imgtrans.io import image_size as image_size_of
+from imgtrans.images import CHANNEL_MODES, image_to_tensor, read_image, save_image, save_pixels
+from imgtrans.images import image_size as image_size_of
 
 IMAGE_BATCH, TILE_BATCH = 4, 2  # default --batch-size for whole images and for tiles
 MIN_TILE = 64
@@ -198,14 +198,9 @@ def check_pairs(args: argparse.Namespace, sizes: dict[Path, tuple[int, int]]) ->
                   file=sys.stderr)  # fmt: skip
         return
     for f, (w, h) in sizes.items():
-        if w < 2:
-            raise ValueError(f"{f} is {w} pixel(s) wide: --split cuts AB pairs, A and B side by side; drop --split")
-        if args.check_pairs and (w // 2) < MIN_HALF_ASPECT * h:
-            raise ValueError(
-                f"{f} is {w}x{h}, so its halves would be {w // 2}x{h}: it does not look like two images side by side "
-                "(the pix2pix AB layout, e.g. 512x256). Drop --split to translate whole images; if these really "
-                "are pairs, add --no-check-pairs"
-            )
+        if problem := pair_shape_problem(w, h, args.check_pairs):
+            cure = "" if w < 2 else "; if these really are pairs, add --no-check-pairs"
+            raise ValueError(f"{f} {problem}. Drop --split to translate whole images{cure}")
 
 
 def load_pixels(path: Path, channels: int, split: str | None) -> torch.Tensor:

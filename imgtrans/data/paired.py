@@ -10,7 +10,7 @@
 resize both images to ``load_size``, crop the same random ``crop_size`` window from both, and
 flip both horizontally half of the time.
 
-Files are read by [read_image][imgtrans.io.read_image]: upright (their EXIF orientation applied, as
+Files are read by [read_image][imgtrans.images.read_image]: upright (their EXIF orientation applied, as
 viewers show them), in the model's channels, whatever their mode.
 """
 
@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from imgtrans.io import IMAGE_EXTENSIONS, convert_channels, image_files, image_to_tensor, read_image
+from imgtrans.images import IMAGE_EXTENSIONS, convert_channels, image_files, image_to_tensor, read_image
 from imgtrans.registry import Direction, DirectionError, check_direction
 MIN_HALF_ASPECT = 2 / 3
 """An AB file's halves may be at most 1.5 times taller than wide: a single square photo is not a pair."""
@@ -34,6 +34,20 @@ MIN_HALF_ASPECT = 2 / 3
 def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The random stream of one example in one epoch: independent of workers and of resuming."""
     return np.random.default_rng([seed, epoch, index])
+
+
+def pair_shape_problem(width: int, height: int, check: bool = True) -> str | None:
+    """Why a ``width x height`` file cannot be an AB pair (A and B side by side), in words; ``None`` if it can.
+
+    One pixel wide cannot be cut in two; with ``check``, halves more than 1.5 times taller than wide
+    (``MIN_HALF_ASPECT``) are a single photo rather than a pair. ``train`` and ``translate --split`` ask this.
+    """
+    if width < 2:
+        return f"is {width} pixel(s) wide: an AB file holds A and B side by side"
+    if check and (width // 2) < MIN_HALF_ASPECT * height:
+        return (f"is {width}x{height}, so its halves would be {width // 2}x{height}: it does not look like two "
+                "images side by side (the pix2pix AB layout, e.g. 512x256)")  # fmt: skip
+    return None
 
 
 class PairedImageDataset(Dataset):
@@ -106,13 +120,10 @@ class PairedImageDataset(Dataset):
         return pairs
 
     def _check_pair_shape(self, path: Path, w: int, h: int) -> None:
-        if w < 2:
-            raise ValueError(f"{path} is {w} pixel(s) wide: an AB file holds A and B side by side")
-        if self.check_pairs and (w // 2) < MIN_HALF_ASPECT * h:
+        if problem := pair_shape_problem(w, h, self.check_pairs):
             raise ValueError(
-                f"{path} is {w}x{h}, so its halves would be {w // 2}x{h}: it does not look like two images side by "
-                "side (the pix2pix AB layout, e.g. 512x256). Give a folder of AB pairs, or A/ and B/ folders; if "
-                "these really are pairs, turn the check off (check_pairs=False, --no-check-pairs)"
+                f"{path} {problem}. Give a folder of AB pairs, or A/ and B/ folders; if these really are pairs, "
+                "turn the check off (check_pairs=False, --no-check-pairs)"
             )
 
     def verify(self, progress: bool | None = None) -> None:

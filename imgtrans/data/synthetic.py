@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from imgtrans.io import save_image
+from imgtrans.images import save_image
 
 SKY, WALL, CORNICE, WINDOW, BALCONY, DOOR, SHOP = range(7)
 

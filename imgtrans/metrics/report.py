@@ -48,7 +48,8 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 import torch
 from PIL import Image
 
-from imgtrans.io import atomic_write, tensor_to_image
+from imgtrans.io import atomic_write
+from imgtrans.images import tensor_to_image
 from imgtrans.metrics.tally import METRICS, Evaluator
 from imgtrans.metrics.figure import draw_lab_histograms
 from imgtrans.metrics.images import to_unit_range

@@ -1,4 +1,4 @@
-"""Sample grids: rows of images side by side (input | output | target); save them with [imgtrans.io.save_image][]."""
+"""Sample grids: rows of images side by side (input | output | target); save them with [imgtrans.images.save_image][]."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.data import Dataset
 
-from imgtrans.io import save_image
+from imgtrans.images import save_image
 
 
 def as_rgb(images: torch.Tensor) -> torch.Tensor:
