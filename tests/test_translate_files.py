@@ -112,10 +112,17 @@ def test_two_inputs_never_share_an_output(model, tmp_path, inputs, expected, cap
 
 
 def test_translations_are_written_through_the_atomic_writer(model, tmp_path, monkeypatch):
+    import imgtrans.images
     import imgtrans.io
 
     real, written = imgtrans.io.atomic_write, []
-    monkeypatch.setattr(imgtrans.io, "atomic_write", lambda path, data, **options: written.append(Path(path)) or real(path, data, **options))
+
+    def spy(path, data, **options):
+        written.append(Path(path))
+        return real(path, data, **options)
+
+    for module in (imgtrans.io, imgtrans.images):  # images are saved by imgtrans.images, through io's writer
+        monkeypatch.setattr(module, "atomic_write", spy)
     picture(tmp_path / "in" / "a.png")
     picture(tmp_path / "in" / "big.png", size=(150, 70))  # tiled: saved from pixels
     argv = ["translate", str(model), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--tile", "64",
