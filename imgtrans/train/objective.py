@@ -59,6 +59,7 @@ class StepContext:
 
     Attributes:
         step: the number of steps done before this one (0 for the first).
+        epoch: the epoch this step belongs to (0 for the first), for objectives that change with it.
     """
 
     def __init__(
@@ -71,7 +72,7 @@ class StepContext:
     ) -> None:
         self.optimizers, self.scaler, self.device = optimizers, scaler, device
         self.amp, self.channels_last = amp, channels_last
-        self.step = 0
+        self.step = self.epoch = 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision as configured (a no-op for fp32): wrap the forward passes and losses in it."""
