@@ -175,7 +175,8 @@ class LabelMapDataset(Dataset):
         image = read_image(image_path, self.out_channels)
         for path, m in zip((label_path, inst_path), maps):
             if m.size != image.size:
-                raise ValueError(f"{path} is {m.size[0]}x{m.size[1]} but {image_path} is {image.size[0]}x{image.size[1]}")
+                w, h = image.size
+                raise ValueError(f"{path} is {m.size[0]}x{m.size[1]} but {image_path} is {w}x{h}: they must match")
         rng = augmentation_rng(self.seed, self.epoch, index)
         if self.load_size is not None:
             size = (self.load_size, self.load_size)

@@ -1,4 +1,5 @@
-r"""The assembled pix2pixHD model (Wang et al., CVPR 2018), as NVIDIA's ``pix2pixHD_model.py`` and ``train.py`` train it.
+r"""The assembled pix2pixHD model (Wang et al., CVPR 2018), as NVIDIA's ``pix2pixHD_model.py`` and ``train.py``
+train it.
 
 Equation 5 of the paper: $\min_G \big( (\max_{D_1,D_2,D_3} \sum_k \mathcal{L}_{GAN}(G, D_k)) +
 \lambda \sum_k \mathcal{L}_{FM}(G, D_k) \big)$, with $\lambda = 10$, plus the VGG perceptual term
@@ -10,14 +11,14 @@ serve both D's loss and the feature-matching targets, computed once before eithe
 
 Coarse to fine (section 3.2): train ``pix2pixhd`` (the global generator $G_1$), then
 ``pix2pixhd-enhancer`` ($G = \{G_1, G_2\}$, the ``pix2pixhd-local`` generator) with ``global_weights``
-set to the first run's model: its $G_1$ is loaded into the local enhancer, and for the first ``niter_fix_global`` epochs only the
-finest enhancer trains (``--niter_fix_global``: NVIDIA's optimiser holds the parameters named
-``model{n_local_enhancers}*``), then all of $G$, with a fresh Adam (``update_fixed_params``).
+set to the first run's model: its $G_1$ is loaded into the local enhancer, and for the first
+``niter_fix_global`` epochs only the finest enhancer trains (``--niter_fix_global``: NVIDIA's
+optimiser holds the parameters named ``model{n_local_enhancers}*``), then all of $G$, with a fresh
+Adam (``update_fixed_params``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ class Pix2PixHD(nn.Module):
     """A pix2pixHD generator, a multi-scale discriminator and pix2pixHD's objective.
 
     Args:
-        generator: a [GlobalGenerator][imgtrans.blocks.GlobalGenerator] or a [LocalEnhancer][imgtrans.blocks.LocalEnhancer].
+        generator: a [GlobalGenerator][imgtrans.blocks.GlobalGenerator] or a
+            [LocalEnhancer][imgtrans.blocks.LocalEnhancer].
         discriminator: a [MultiscaleDiscriminator][imgtrans.blocks.MultiscaleDiscriminator] with
             ``features=True``, seeing the input and the image concatenated.
         gan_mode: the adversarial loss (``lsgan``, pix2pixHD's; ``vanilla`` is its ``--no_lsgan``).
@@ -74,7 +76,9 @@ class Pix2PixHD(nn.Module):
         if niter_fix_global < 0:
             raise ValueError(f"niter_fix_global must be at least 0; got {niter_fix_global}")
         if gan_mode == "wgan":
-            raise ValueError("pix2pixHD has no gradient penalty for gan_mode='wgan'; use lsgan (its own), vanilla or hinge")
+            raise ValueError(
+                "pix2pixHD has no gradient penalty for gan_mode='wgan'; use lsgan (its own), vanilla or hinge"
+            )
         if niter_fix_global and not isinstance(generator, LocalEnhancer):
             raise ValueError(
                 "niter_fix_global fixes the global part of a local enhancer; this generator is "
@@ -184,7 +188,9 @@ class Pix2PixHD(nn.Module):
 
         file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
         if not file.is_file():
-            raise FileNotFoundError(f"no global generator at {path} (global_weights): give a pix2pixhd run's model folder")
+            raise FileNotFoundError(
+                f"no global generator at {path} (global_weights): give the model folder of a pix2pixhd run"
+            )
         try:
             state = load_file(str(file))
         except (SafetensorError, OSError) as error:
@@ -248,7 +254,8 @@ def pix2pixhd(
     if vgg is not None:
         p = part(vgg, {"pretrained_vgg": pretrained_vgg, **(vgg_args or {})})
     model = Pix2PixHD(
-        g, d, gan_mode=gan_mode, lambda_feat=lambda_feat, vgg=p, lambda_vgg=lambda_vgg, niter_fix_global=niter_fix_global
+        g, d, gan_mode=gan_mode, lambda_feat=lambda_feat, vgg=p, lambda_vgg=lambda_vgg,
+        niter_fix_global=niter_fix_global,
     )
     if global_weights is not None:
         model.load_global(global_weights)

@@ -153,7 +153,8 @@ class TrainConfig:
                 raise SettingError(name, f"must be at least 1; got {getattr(self, name)}")
         if self.instance and not self.label_nc:
             raise SettingError("instance", "needs label maps: give their number of classes with --label-nc")
-        for name in ("label_nc", "workers", "log_every", "sample_every", "checkpoint_every", "freeze_encoder_steps", "seed"):
+        for name in ("label_nc", "workers", "log_every", "sample_every", "checkpoint_every", "freeze_encoder_steps",
+                     "seed"):
             if getattr(self, name) < 0:
                 raise SettingError(name, f"must be at least 0; got {getattr(self, name)}")
         for name in ("load_size", "crop_size", "max_steps"):
