@@ -344,3 +344,26 @@ def test_the_fixed_phase_trains_under_torchrun_with_gradients_averaged(tmp_path,
     assert steps == [1, 2, 3]  # 2 steps per epoch and process: the fixed epoch, then one step with all of G
     ranks = [load_file(tmp_path / "run" / f"rank{r}.safetensors") for r in (0, 1)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # the same updates on both processes
+
+
+def test_the_two_phase_commands_of_the_doc_page_train_at_a_tiny_size(tmp_path, label_data, monkeypatch):
+    import re
+    import shlex
+
+    from imgtrans.cli import main
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "pix2pixhd.md").read_text()
+    commands = [shlex.split(line) for block in re.findall(r"```bash\n(.*?)```", page, flags=re.S)
+                for line in block.splitlines() if line.startswith("imgtrans train")]  # fmt: skip
+    assert [c[2] for c in commands] == ["pix2pixhd", "pix2pixhd-enhancer"]
+    monkeypatch.chdir(tmp_path)
+    for argv, tiny in zip(commands, (TINY, TINY_LOCAL)):
+        argv = argv[1:]
+        argv[argv.index("--data") + 1] = str(label_data)  # LABEL_NC classes: ids below the page's 35
+        given = json.loads(argv[argv.index("--model-args") + 1]) if "--model-args" in argv else {}
+        if "--model-args" in argv:
+            del argv[argv.index("--model-args") : argv.index("--model-args") + 2]
+        assert main([*argv, "--model-args", json.dumps({**tiny, **given, "niter_fix_global": 1} if given else tiny),
+                     "--max-steps", "3", "--batch-size", "2", "--workers", "0", "--sample-every", "0"]) == 0
+    local = imgtrans.load(tmp_path / "runs" / "hd-local" / "model")
+    assert local.generator.in_channels == 36 and type(local.generator).__name__ == "LocalEnhancer"

@@ -1,4 +1,4 @@
-"""``imgtrans train``: train a registered pix2pix configuration on a folder of paired images.
+"""``imgtrans train``: train a registered model configuration (pix2pix, pix2pixHD) on a folder of paired images.
 
 Every flag is a field of [TrainConfig][imgtrans.train.settings.TrainConfig] with the same name and
 meaning, generated from it.
@@ -40,11 +40,11 @@ def trainable_models() -> list[str]:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train",
-        help="train a pix2pix configuration on paired images",
-        description="Train a registered pix2pix configuration (see `imgtrans models 'pix2pix-*'`). "
+        help="train a pix2pix or pix2pixHD configuration on paired images or label maps",
+        description="Train a registered configuration (see `imgtrans models 'pix2pix*'`: pix2pix's and pix2pixHD's). "
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
-    p.add_argument("model", nargs="?", metavar="CONFIG", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
+    p.add_argument("model", nargs="?", metavar="CONFIG", help="configuration, e.g. pix2pix-facades or pix2pixhd (optional with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run --out holds (deletes its checkpoint, log and samples)")
     add_settings_flags(p, TrainConfig, skip=("model",))

@@ -100,8 +100,11 @@ class LabelMapDataset(Dataset):
         label_nc: the number of classes: ids run from 0 to ``label_nc - 1``.
         instance: read ``inst/`` and add the instance-boundary channel.
         out_channels: channels of the images (the model's ``out_channels``).
-        load_size, crop_size, train, flip, seed: the augmentation, as for
-            [PairedImageDataset][imgtrans.data.paired.PairedImageDataset].
+        load_size: side the maps and the image are resized to before cropping; ``None`` keeps them.
+        crop_size: side of the crop; ``None`` does not crop.
+        train: random crop and mirroring when ``True``; a centre crop and no flip otherwise.
+        flip: mirror horizontally half of the time (training only).
+        seed: seed of the augmentation, as for [PairedImageDataset][imgtrans.data.paired.PairedImageDataset].
 
     Items are ``input`` (``label_nc (+1) x H x W``, 0 and 1), ``target`` (the image in [-1, 1]),
     ``preview`` (the label map in colour, for sample grids) and the label file's ``name``.
