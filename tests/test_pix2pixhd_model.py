@@ -314,7 +314,7 @@ import json, sys
 from safetensors.torch import save_file
 from imgtrans.train import TrainConfig, Trainer
 trainer = Trainer(TrainConfig.from_dict(json.loads(sys.argv[1])))
-trainer.fit()
+trainer.fit(resume=len(sys.argv) > 2)
 state = {k: v.contiguous() for k, v in trainer.model.state_dict().items()}
 save_file(state, f"{trainer.config.out}/rank{trainer.dist.rank}.safetensors")
 trainer.dist.close()
@@ -332,18 +332,32 @@ def test_the_fixed_phase_trains_under_torchrun_with_gradients_averaged(tmp_path,
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     args = {**TINY_LOCAL, "niter_fix_global": 1}
-    settings = hd_config(tmp_path / "run", label_data, "pix2pixhd-enhancer", args, batch_size=1, max_steps=3)
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-         json.dumps(settings.to_dict())],
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}, capture_output=True, text=True,
-        timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]  # 2 steps per epoch and process: the fixed epoch, then one step with all of G
-    ranks = [load_file(tmp_path / "run" / f"rank{r}.safetensors") for r in (0, 1)]
-    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # the same updates on both processes
+    run = tmp_path / "run"
+
+    def torchrun(steps: int, resume: bool) -> list:
+        settings = hd_config(run, label_data, "pix2pixhd-enhancer", args, batch_size=1, max_steps=steps).to_dict()
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+             json.dumps(settings), *(["resume"] if resume else [])],
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        ranks = [load_file(run / f"rank{r}.safetensors") for r in (0, 1)]
+        assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # the same updates on both processes
+        return ranks[0]
+
+    torch.manual_seed(0)  # the trainer's seed: the weights it starts from
+    start = imgtrans.build("pix2pixhd-enhancer", in_channels=LABEL_NC + 1, **args).state_dict()
+    fixed = torchrun(2, resume=False)  # epoch 0: 2 steps per process
+    changed = {k for k, v in start.items() if not torch.equal(fixed[k], v)}
+    trained = ("generator.enhancers.0.", "generator.head.", "discriminator.")
+    assert changed and all(k.startswith(trained) for k in changed)
+    released = torchrun(3, resume=True)  # then all of G
+    stem = "generator.global_generator.stem.conv.weight"
+    assert not torch.equal(released[stem], start[stem])
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
 
 
 def test_the_two_phase_commands_of_the_doc_page_train_at_a_tiny_size(tmp_path, label_data, monkeypatch):

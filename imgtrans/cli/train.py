@@ -41,7 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train",
         help="train a pix2pix or pix2pixHD configuration on paired images or label maps",
-        description="Train a registered configuration (see `imgtrans models 'pix2pix*'`: pix2pix's and pix2pixHD's). "
+        description="Train a registered configuration (`imgtrans models 'pix2pix*'` lists pix2pix's and pix2pixHD's). "
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
     p.add_argument("model", nargs="?", metavar="CONFIG", help="configuration, e.g. pix2pix-facades or pix2pixhd (optional with --resume)")

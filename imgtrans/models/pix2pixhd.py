@@ -102,9 +102,14 @@ class Pix2PixHD(nn.Module):
         """Adam ``"g"`` over all of G and ``"d"`` over D; the fixed phase leaves the global part without gradients."""
         return {"g": self.generator.parameters(), "d": self.discriminator.parameters()}
 
+    @property
+    def freezes_parameters(self) -> bool:
+        """Whether some steps leave parameters without gradients (the trainer tells ``DistributedDataParallel``)."""
+        return self.niter_fix_global > 0
+
     def finest_parameters(self) -> list[nn.Parameter]:
         """What trains while the global part is fixed: the finest enhancer and the head (NVIDIA's ``model{n}_*``)."""
-        generator = self.generator
+        generator = getattr(self.generator, "module", self.generator)  # under torchrun, inside its DDP wrapper
         if not isinstance(generator, LocalEnhancer):
             return list(generator.parameters())
         return [*generator.enhancers[-1].parameters(), *generator.head.parameters()]

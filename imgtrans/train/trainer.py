@@ -133,10 +133,9 @@ class Trainer:
         scaler = grad_scaler(config.amp, self.device)
         self.context = StepContext(self.optimizers, scaler, self.device, config.amp, config.channels_last)
         # The model as the training step sees it: DDP-wrapped networks under torchrun.
-        self.net = (
-            distributed_view(self.model, self.device, find_unused_parameters=config.freeze_encoder_steps > 0)
-            if self.dist.enabled else self.model
-        )  # fmt: skip
+        unused = config.freeze_encoder_steps > 0 or getattr(self.model, "freezes_parameters", False)
+        view = distributed_view(self.model, self.device, find_unused_parameters=unused) if self.dist.enabled else None
+        self.net = view or self.model
         self.validator = self._validator(val_data) if self.dist.is_main else None
         self._val_postfix: dict[str, str] = {}
         self.step = 0
