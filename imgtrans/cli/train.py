@@ -1,4 +1,4 @@
-"""``imgtrans train``: train a registered pix2pix configuration on a folder of paired images.
+"""``imgtrans train``: train a registered model configuration (pix2pix, pix2pixHD) on a folder of paired images.
 
 Every flag is a field of [TrainConfig][imgtrans.train.settings.TrainConfig] with the same name and
 meaning, generated from it.
@@ -12,21 +12,39 @@ from pathlib import Path
 from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.cli.common import add_settings_flags, given_settings, warnings_as_lines
 from imgtrans.data.downloads import resolve_data
-from imgtrans.registry import did_you_mean, list_models
+from imgtrans.registry import did_you_mean, entry, list_models
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train.validation import format_validation_summary
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
 
+def trainable_models() -> list[str]:
+    """The registered names that build a model with a training objective (pix2pix, pix2pixHD...), not a bare part."""
+    import typing
+
+    def trainable(name: str) -> bool:
+        target = entry(name).target
+        if not isinstance(target, type):
+            try:
+                target = typing.get_type_hints(target).get("return")
+            except Exception:  # annotations that cannot be evaluated: not one of imgtrans's models
+                return False
+        return isinstance(target, type) and all(
+            hasattr(target, m) for m in ("networks", "optimizer_parameters", "training_step")
+        )
+
+    return [name for name in list_models() if trainable(name)]
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train",
-        help="train a pix2pix configuration on paired images",
-        description="Train a registered pix2pix configuration (see `imgtrans models 'pix2pix-*'`). "
+        help="train a pix2pix or pix2pixHD configuration on paired images or label maps",
+        description="Train a registered configuration (`imgtrans models 'pix2pix*'` lists pix2pix's and pix2pixHD's). "
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
-    p.add_argument("model", nargs="?", metavar="CONFIG", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
+    p.add_argument("model", nargs="?", metavar="CONFIG", help="configuration, e.g. pix2pix-facades or pix2pixhd (optional with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run --out holds (deletes its checkpoint, log and samples)")
     add_settings_flags(p, TrainConfig, skip=("model",))
@@ -48,10 +66,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         )
     elif args.model is None:
         raise ValueError("name a pix2pix configuration to train, e.g. `imgtrans train pix2pix-facades --data DIR`")
-    if args.model is not None and args.model not in list_models("pix2pix-*"):
+    if args.model is not None and args.model not in (names := trainable_models()):
         raise ValueError(
-            f"{args.model!r} is not a pix2pix configuration.{did_you_mean(args.model, list_models('pix2pix-*'))} "
-            "`imgtrans models 'pix2pix-*'` lists them"
+            f"{args.model!r} is not a model configuration imgtrans trains.{did_you_mean(args.model, names)} "
+            "`imgtrans models 'pix2pix*'` lists pix2pix's and pix2pixHD's"
         )
     base.update(given, out=str(out), **({"model": args.model} if args.model else {}))
     if base.get("data") is not None:

@@ -16,11 +16,17 @@ and of LPIPS), weighted $\frac{1}{32}, \frac{1}{16}, \frac{1}{8}, \frac{1}{4}, 1
 Any timm model with ``features_only=True`` works (``backbone="resnet18"`` is lighter).
 [Pix2Pix][imgtrans.models.pix2pix.Pix2Pix] adds it to the objective with weight
 ``lambda_perceptual``.
+
+[VGG19Loss][imgtrans.losses.perceptual.VGG19Loss] is NVIDIA's pix2pixHD ``VGGLoss`` itself: VGG-19's
+``relu1_1``, ``relu2_1``, ``relu3_1``, ``relu4_1`` and ``relu5_1`` (``features[:2]``, ``[2:7]``,
+``[7:12]``, ``[12:21]``, ``[21:30]``) with the same weights, on the images in [-1, 1] as they are,
+without ImageNet normalisation, as that code feeds them.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -28,6 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgtrans.blocks.backbone import BackboneInput, create_backbone
+
+VGG19_SLICES: tuple[int, ...] = (2, 7, 12, 21, 30)
+"""Ends of pix2pixHD's ``Vgg19`` slices in VGG-19's ``features``: after ``relu1_1`` ... ``relu5_1``."""
 
 VGG16_LAYERS: tuple[int, ...] = (0, 1, 2, 3, 4)
 """timm's ``vgg16`` feature levels ``relu1_2``, ``relu2_2``, ``relu3_3``, ``relu4_3``, ``relu5_3``."""
@@ -110,3 +119,91 @@ class PerceptualLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone_name!r}, layers={self.layers}, layer_weights={self.layer_weights}"
+
+
+class VGG19Loss(nn.Module):
+    r"""pix2pixHD's VGG loss: $\sum_i w_i \lVert \phi_i(x) - \phi_i(y) \rVert_1$ on VGG-19 ``relu1_1..relu5_1``.
+
+    Equal to NVIDIA's ``networks.VGGLoss`` given the same VGG-19 weights (torchvision's
+    ``vgg19(pretrained=True)``, which timm's ``vgg19.tv_in1k`` is): the images go in unnormalised,
+    the weights are $\frac{1}{32}, \frac{1}{16}, \frac{1}{8}, \frac{1}{4}, 1$ and the target's
+    features are detached. The network is frozen and has no dropout or BatchNorm.
+
+    Args:
+        pretrained_vgg: load timm's ``vgg19`` ImageNet weights (from the Hugging Face cache, else
+            downloaded once, see [imgtrans.hub.timm_weights][]); ``False`` leaves random weights (tests).
+        vgg_weights: a local weights file instead (safetensors or a ``.pth`` state dict, read with
+            ``torch.load(weights_only=True)``), with timm's or torchvision's names (``features.N.*``).
+    """
+
+    weight_arguments = {"pretrained_vgg": False, "vgg_weights": None}  # not architecture
+
+    def __init__(self, pretrained_vgg: bool = True, vgg_weights: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        features = vgg19_features(VGG19_SLICES[-1])
+        if vgg_weights is None and pretrained_vgg:
+            from imgtrans.hub import timm_weights  # the network only when the weights are asked for
+
+            vgg_weights = timm_weights("vgg19", ("pretrained_vgg", "vgg_weights"))
+        if vgg_weights is not None:
+            load_vgg_features(features, Path(vgg_weights))
+        starts = (0, *VGG19_SLICES[:-1])
+        self.slices = nn.ModuleList(features[a:b] for a, b in zip(starts, VGG19_SLICES))
+        self.layer_weights = PIX2PIXHD_WEIGHTS
+        self.requires_grad_(False)
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """``relu1_1 .. relu5_1`` of ``images``, fed as they are."""
+        out = []
+        for block in self.slices:
+            images = block(images)
+            out.append(images)
+        return out
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The weighted sum of L1 distances between the features of ``output`` and of ``target``."""
+        if output.shape != target.shape:
+            raise ValueError(
+                f"output and target must have the same shape; got {tuple(output.shape)} and {tuple(target.shape)}"
+            )
+        with torch.no_grad():
+            target_features = self.features(target)
+        return sum(w * F.l1_loss(a, b) for w, a, b in zip(self.layer_weights, self.features(output), target_features))
+
+
+VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+"""VGG-19's ``features`` (configuration "E" of Simonyan and Zisserman): 3x3 convolutions, "M" a 2x2 max pooling."""
+
+
+def vgg19_features(length: int) -> nn.Sequential:
+    """The first ``length`` modules of VGG-19's ``features``, numbered as torchvision and timm number them."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for v in VGG19_CONFIG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = v
+    return nn.Sequential(*layers[:length])
+
+
+def load_vgg_features(features: nn.Sequential, path: Path) -> None:
+    """Fill VGG-19's first layers from a state dict file with ``features.N.weight`` keys (timm's, torchvision's)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no VGG-19 weights file at {path} (given as vgg_weights)")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"cannot read {path} as VGG-19 weights: {type(error).__name__}: {error}") from None
+    wanted = features.state_dict()
+    found = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    found = {k: v for k, v in found.items() if k in wanted}
+    if set(found) != set(wanted) or any(found[k].shape != wanted[k].shape for k in wanted):
+        raise ValueError(f"{path} does not hold VGG-19's convolutions as features.N.weight/bias (timm or torchvision)")
+    features.load_state_dict(found)

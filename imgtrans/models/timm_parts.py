@@ -12,7 +12,7 @@ Not in the paper. Each ``unet-*`` generator is a
 from __future__ import annotations
 
 from imgtrans.blocks import TimmUNetGenerator
-from imgtrans.losses.perceptual import PIX2PIXHD_WEIGHTS, VGG16_LAYERS, PerceptualLoss
+from imgtrans.losses.perceptual import PIX2PIXHD_WEIGHTS, VGG16_LAYERS, PerceptualLoss, VGG19Loss
 from imgtrans.registry import register
 
 ENCODERS: dict[str, str] = {
@@ -43,6 +43,11 @@ register(
     layers=VGG16_LAYERS,
     layer_weights=PIX2PIXHD_WEIGHTS,
     description="perceptual loss: L1 on VGG-16 relu1_2..relu5_3 features, pix2pixHD's layer weights",
+)
+register(
+    "perceptual-vgg19",
+    VGG19Loss,
+    description="pix2pixHD's VGG loss: L1 on VGG-19 relu1_1..relu5_1 of unnormalised images, weights 1/32..1",
 )
 register(
     "perceptual-timm",

@@ -182,7 +182,7 @@ def _architecture(item: Entry, arguments: Mapping[str, Any], neutral: bool = Fal
         except KeyError:
             continue  # reported with suggestions when the part is built
         inner = _architecture(part_entry, dict(nested or {}), neutral)
-        out[args_key] = inner if inner or nested is not None else None
+        out[args_key] = inner or None  # {} and None say the same; one form, whichever way the arguments came
     return out
 
 

@@ -1,4 +1,9 @@
-"""The batches of an epoch, a function of (seed, epoch) alone, and loading errors in one line.
+"""The datasets a run reads, the batches of an epoch, a function of (seed, epoch) alone, and loading errors in one line.
+
+A run reads pairs of images ([PairedImageDataset][imgtrans.data.paired.PairedImageDataset]), or,
+with ``label_nc``, integer label maps one-hot encoded with their images
+([LabelMapDataset][imgtrans.data.labels.LabelMapDataset]); then the model's ``in_channels`` is
+``label_nc`` (+1 for the instance-boundary map), set here so that data and model cannot disagree.
 
 Every process draws its share of a seeded ``DistributedSampler`` permutation (the whole of it
 without ``torchrun``), so a resumed run sees the same batches from the step it resumes at, with
@@ -13,7 +18,37 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from imgtrans.data.labels import LabelMapDataset
+from imgtrans.data.paired import PairedImageDataset
 from imgtrans.train.distributed import Distributed
+from imgtrans.train.settings import SettingError, TrainConfig
+
+
+def model_arguments(config: TrainConfig) -> dict:
+    """``config.model_args``, with ``in_channels`` from ``label_nc`` (and ``instance``) when label maps are read."""
+    arguments = dict(config.model_args)
+    if not config.label_nc:
+        return arguments
+    channels = config.label_nc + int(config.instance)
+    if arguments.get("in_channels", channels) != channels:
+        raise SettingError(
+            "label_nc",
+            f"({config.label_nc}{' + 1 instance channel' if config.instance else ''}) sets the model's in_channels to "
+            f"{channels}, but --model-args gives in_channels {arguments['in_channels']}: leave it out",
+        )
+    return {**arguments, "in_channels": channels}
+
+
+def pairs_dataset(config: TrainConfig, root: str, *, direction, in_channels: int, out_channels: int, **augmentation):
+    """The dataset of ``root``: label maps and images with ``config.label_nc``, else pairs of images."""
+    if not config.label_nc:
+        return PairedImageDataset(
+            root, direction=direction, in_channels=in_channels, out_channels=out_channels, **augmentation
+        )
+    if direction != "AtoB":
+        raise SettingError("direction", "must be AtoB with label maps (--label-nc): the label maps are the input")
+    augmentation.pop("check_pairs", None)
+    return LabelMapDataset(root, config.label_nc, config.instance, out_channels, **augmentation)
 
 
 def epoch_batches(

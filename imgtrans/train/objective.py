@@ -20,8 +20,10 @@ Pix2pix is one such model (``{"g": G, "d": D}``; D's update, then G's); a CycleG
 discriminator is a network like any other: neither needs a change to the trainer.
 
 Optional: ``freeze_encoder(frozen: bool)``, which the trainer calls before each step while
-``freeze_encoder_steps`` lasts (and once more to release it), and ``progress_terms``, the names of
-the terms the progress bar shows (by default the first three).
+``freeze_encoder_steps`` lasts (and once more to release it), ``progress_terms``, the names of
+the terms the progress bar shows (by default the first three), and ``freezes_parameters``: true
+when some steps leave parameters without gradients (pix2pixHD's fixed global generator), which
+``DistributedDataParallel`` must then be told.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class StepContext:
 
     Attributes:
         step: the number of steps done before this one (0 for the first).
+        epoch: the epoch this step belongs to (0 for the first), for objectives that change with it.
     """
 
     def __init__(
@@ -71,7 +74,7 @@ class StepContext:
     ) -> None:
         self.optimizers, self.scaler, self.device = optimizers, scaler, device
         self.amp, self.channels_last = amp, channels_last
-        self.step = 0
+        self.step = self.epoch = 0
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision as configured (a no-op for fp32): wrap the forward passes and losses in it."""

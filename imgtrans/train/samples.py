@@ -37,10 +37,14 @@ def image_grid(columns: Sequence[torch.Tensor], border: int = 2) -> torch.Tensor
 def write_samples(
     model: nn.Module, data: Dataset, count: int, device: torch.device, precision: ContextManager, path: Path
 ) -> Path:
-    """Save input | ``model.translate(input)`` | target for the first ``count`` items of ``data`` to ``path``."""
+    """Save input | ``model.translate(input)`` | target for the first ``count`` items of ``data`` to ``path``.
+
+    An item's ``preview``, when it has one, is shown for its input (a label map in colour for its one-hot channels).
+    """
     items = [data[i] for i in range(min(count, len(data)))]
     x = torch.stack([it["input"] for it in items]).to(device)
     y = torch.stack([it["target"] for it in items])
     with precision:
         out = model.translate(x).float()
-    return save_image(image_grid([x, out, y]), path)
+    shown = torch.stack([it["preview"] for it in items]) if all("preview" in it for it in items) else x
+    return save_image(image_grid([shown, out, y]), path)

@@ -68,6 +68,10 @@ class TrainConfig:
         load_size: side images are resized to before the random crop; none keeps their size.
         crop_size: side of the random crop (and of validation images); none does not crop.
         flip: random horizontal mirroring.
+        label_nc: the number of classes of integer label maps (folders label/, img/, inst/; see
+            [imgtrans.data.labels][imgtrans.data.labels]), one-hot encoded as the model's input, whose
+            in_channels it sets; 0 reads images (AB files, or A/ and B/).
+        instance: add the instance-boundary map of inst/ as one more input channel (with label_nc).
         check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
             (a folder of single photos is not a folder of pairs).
         amp: fp32 (no mixed precision); bf16 autocast (CPU and CUDA); fp16 autocast with a
@@ -109,6 +113,8 @@ class TrainConfig:
     load_size: int | None = 286
     crop_size: int | None = 256
     flip: bool = True
+    label_nc: int = 0
+    instance: bool = False
     check_pairs: bool = True
     amp: Amp = "fp32"
     device: str = "auto"
@@ -145,7 +151,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "num_samples"):
             if getattr(self, name) < 1:
                 raise SettingError(name, f"must be at least 1; got {getattr(self, name)}")
-        for name in ("workers", "log_every", "sample_every", "checkpoint_every", "freeze_encoder_steps", "seed"):
+        if self.instance and not self.label_nc:
+            raise SettingError("instance", "needs label maps: give their number of classes with --label-nc")
+        for name in ("label_nc", "workers", "log_every", "sample_every", "checkpoint_every", "freeze_encoder_steps",
+                     "seed"):
             if getattr(self, name) < 0:
                 raise SettingError(name, f"must be at least 0; got {getattr(self, name)}")
         for name in ("load_size", "crop_size", "max_steps"):

@@ -26,13 +26,12 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from imgtrans.data.paired import PairedImageDataset
 from imgtrans.devices import resolve_device
 from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
 from imgtrans.train.distributed import Distributed
-from imgtrans.train.loading import epoch_batches
+from imgtrans.train.loading import epoch_batches, model_arguments, pairs_dataset
 from imgtrans.train.loggers import RunLoggers, require
 from imgtrans.train.objective import StepContext, TrainableModel
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
@@ -98,7 +97,7 @@ class Trainer:
         self.device = resolve_device(config.device, self.dist.local_rank)
         check_precision(config.amp, self.device)
         torch.manual_seed(config.seed)
-        self.model = model if model is not None else build(config.model, **config.model_args)
+        self.model = model if model is not None else build(config.model, **model_arguments(config))
         if not isinstance(getattr(self.model, "config", None), ModelConfig):
             raise TypeError("the trainer needs a model made by imgtrans.build, so checkpoints can rebuild it")
         if not isinstance(self.model, TrainableModel):
@@ -134,10 +133,9 @@ class Trainer:
         scaler = grad_scaler(config.amp, self.device)
         self.context = StepContext(self.optimizers, scaler, self.device, config.amp, config.channels_last)
         # The model as the training step sees it: DDP-wrapped networks under torchrun.
-        self.net = (
-            distributed_view(self.model, self.device, find_unused_parameters=config.freeze_encoder_steps > 0)
-            if self.dist.enabled else self.model
-        )  # fmt: skip
+        unused = config.freeze_encoder_steps > 0 or getattr(self.model, "freezes_parameters", False)
+        view = distributed_view(self.model, self.device, find_unused_parameters=unused) if self.dist.enabled else None
+        self.net = view or self.model
         self.validator = self._validator(val_data) if self.dist.is_main else None
         self._val_postfix: dict[str, str] = {}
         self.step = 0
@@ -177,9 +175,9 @@ class Trainer:
             in_ch, out_ch = self._model_channels()
             common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed,
                           check_pairs=c.check_pairs)  # fmt: skip
-            train_data = PairedImageDataset(c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
+            train_data = pairs_dataset(c, c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
             if sample_data is None:
-                sample_data = PairedImageDataset(c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
+                sample_data = pairs_dataset(c, c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
         if len(train_data) < self.dist.world_size:
             raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
         return train_data, sample_data if sample_data is not None else train_data
@@ -191,8 +189,8 @@ class Trainer:
             return None
         if val_data is None:
             in_ch, out_ch = self._model_channels()
-            val_data = PairedImageDataset(
-                c.val_data, direction=self.direction, in_channels=in_ch, out_channels=out_ch,
+            val_data = pairs_dataset(
+                c, c.val_data, direction=self.direction, in_channels=in_ch, out_channels=out_ch,
                 load_size=c.crop_size, crop_size=c.crop_size, train=False, seed=c.seed,
             )  # fmt: skip
         return Validator(
@@ -227,7 +225,7 @@ class Trainer:
         """One step of the model's objective on ``batch``: its ``training_step`` (see [imgtrans.train.objective][])."""
         if self.config.freeze_encoder_steps:
             self._freeze_encoder(self.step < self.config.freeze_encoder_steps)
-        self.context.step = self.step
+        self.context.step, self.context.epoch = self.step, self.step // self.steps_per_epoch()
         terms = self.net.training_step(batch, self.context)
         self.scaler.update()
         self._accumulate(terms, len(next(iter(batch.values()))))
