@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from imgtrans.data.paired import augmentation_rng
-from imgtrans.io import image_files, image_to_tensor, read_image
+from imgtrans.images import image_files, image_to_tensor, read_image
 
 LAYOUTS: tuple[tuple[str, str, str], ...] = (("label", "img", "inst"), ("train_label", "train_img", "train_inst"))
 """Folder names of label maps, images and instance maps: imgtrans's, then pix2pixHD's training split."""
