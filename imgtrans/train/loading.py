@@ -13,7 +13,29 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from imgtrans.data.paired import PairedImageDataset
+from imgtrans.data.unpaired import UnpairedImageDataset
 from imgtrans.train.distributed import Distributed
+from imgtrans.train.settings import TrainConfig
+
+
+def folder_dataset(layout: str, root, config: TrainConfig, *, direction, channels: tuple[int, int], train: bool) -> Dataset:
+    """The dataset on the folder ``root`` for a model whose ``data_layout`` is ``layout``, as ``config`` says.
+
+    ``"paired"`` (pix2pix, the default): AB files or A/ and B/ read in ``direction``; ``"unpaired"``
+    (CycleGAN): trainA/ and trainB/, B drawn at random unless ``serial_batches``. Training sets get
+    the random jitter and mirroring; the others (sample grids) the centre crop.
+    """
+    in_ch, out_ch = channels
+    size = (dict(load_size=config.load_size, crop_size=config.crop_size, flip=config.flip) if train
+            else dict(load_size=config.crop_size, crop_size=config.crop_size, train=False))  # fmt: skip
+    if layout == "unpaired":
+        return UnpairedImageDataset(root, in_channels=in_ch, out_channels=out_ch, seed=config.seed,
+                                    serial=config.serial_batches, **size)  # fmt: skip
+    if layout != "paired":
+        raise ValueError(f"the model's data_layout must be 'paired' or 'unpaired'; got {layout!r}")
+    return PairedImageDataset(root, direction=direction, in_channels=in_ch, out_channels=out_ch, seed=config.seed,
+                              check_pairs=config.check_pairs, **size)  # fmt: skip
 
 
 def epoch_batches(

@@ -68,6 +68,8 @@ class TrainConfig:
         load_size: side images are resized to before the random crop; none keeps their size.
         crop_size: side of the random crop (and of validation images); none does not crop.
         flip: random horizontal mirroring.
+        serial_batches: unpaired data (CycleGAN): take the images of B in order, not at random for each
+            image of A (the reference's --serial_batches).
         check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
             (a folder of single photos is not a folder of pairs).
         amp: fp32 (no mixed precision); bf16 autocast (CPU and CUDA); fp16 autocast with a
@@ -109,6 +111,7 @@ class TrainConfig:
     load_size: int | None = 286
     crop_size: int | None = 256
     flip: bool = True
+    serial_batches: bool = False
     check_pairs: bool = True
     amp: Amp = "fp32"
     device: str = "auto"

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -32,7 +33,7 @@ from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_f
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
 from imgtrans.train.distributed import Distributed
-from imgtrans.train.loading import epoch_batches
+from imgtrans.train.loading import epoch_batches, folder_dataset
 from imgtrans.train.loggers import RunLoggers, require
 from imgtrans.train.objective import StepContext, TrainableModel
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
@@ -63,8 +64,9 @@ class Trainer:
 
     Args:
         config: the run's settings.
-        train_data: a dataset of ``{"input", "target"}`` items; by default a
-            [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on ``config.data``.
+        train_data: a dataset of ``{"input", "target"}`` items; by default the one the model reads
+            (its ``data_layout``: a [PairedImageDataset][imgtrans.data.paired.PairedImageDataset], or an
+            [UnpairedImageDataset][imgtrans.data.unpaired.UnpairedImageDataset] for CycleGAN) on ``config.data``.
         sample_data: the images shown in sample grids (the first ``config.num_samples``);
             by default the training images without augmentation.
         model: a model built with [imgtrans.build][imgtrans.store.factory.build] (so that checkpoints
@@ -174,12 +176,12 @@ class Trainer:
         if train_data is None:
             if c.data is None:
                 raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
-            in_ch, out_ch = self._model_channels()
-            common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed,
-                          check_pairs=c.check_pairs)  # fmt: skip
-            train_data = PairedImageDataset(c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
+            # The model says what it reads (pix2pix pairs, CycleGAN unpaired domains).
+            read = partial(folder_dataset, getattr(self.model, "data_layout", "paired"), c.data, c,
+                           direction=self.direction, channels=self._model_channels())  # fmt: skip
+            train_data = read(train=True)
             if sample_data is None:
-                sample_data = PairedImageDataset(c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
+                sample_data = read(train=False)
         if len(train_data) < self.dist.world_size:
             raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
         return train_data, sample_data if sample_data is not None else train_data
@@ -407,8 +409,13 @@ class Trainer:
                 "world_size": self.dist.world_size,
             }
             with self._writing("the checkpoint", self.checkpoint_path):
-                save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
+                save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta, self._training_state())
         return self.checkpoint_path
+
+    def _training_state(self) -> dict[str, torch.Tensor]:
+        """What the model keeps besides its weights for an exact resume (CycleGAN: its image pools), if anything."""
+        state = getattr(self.model, "training_state", None)
+        return state() if state is not None else {}
 
     def _writing(self, what: str, path: Path) -> contextlib.AbstractContextManager:
         return writing(what, path, self.checkpoint_path)
@@ -425,6 +432,8 @@ class Trainer:
                 f"({current.name} {current.arguments}); use another --out"
             )
         self.model.load_state_dict(checkpoint.section("model"), strict=True)
+        if hasattr(self.model, "load_training_state"):
+            self.model.load_training_state(checkpoint.section("train"))
         for name, optimizer in self.optimizers.items():
             state = optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name])
             optimizer.load_state_dict(state)
