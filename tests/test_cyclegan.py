@@ -3,6 +3,7 @@
 import copy
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,14 @@ import torch
 
 import imgtrans
 from imgtrans.data import SyntheticFacades, UnpairedImageDataset, write_unpaired_folder
-from imgtrans.models.cyclegan import PUBLISHED, CycleGAN
+from imgtrans.models.cyclegan import PUBLISHED, CycleGAN, cyclegan
 from imgtrans.models.pool import ImagePool
 from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.store.factory import load as load_model
 from imgtrans.train import TrainConfig, Trainer
 from imgtrans.train.objective import StepContext, TrainableModel
+
+from zoo_fixtures import file_server, publish, zoo_env  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("textbook_cyclegan_step", ROOT / "benchmarks" / "textbook_cyclegan_step.py")
@@ -204,3 +207,62 @@ def test_a_published_model_fills_one_generator_and_refuses_the_other_direction()
         model.translate(torch.zeros(1, 3, 16, 16), direction="BtoA")
     with pytest.raises(ValueError, match="direction must be AtoB or BtoA"):
         model.generator_for("AB")
+
+
+ZOO_NAME = "test-cyclegan-f4"  # a CycleGAN at the width of tests/fixtures/family/resnet9-2017 (a 2017-style file)
+if ZOO_NAME not in imgtrans.list_models():
+    imgtrans.register(ZOO_NAME, cyclegan, description="CycleGAN at width 4, for the zoo's tests",
+                      generator_args={"base_channels": 4}, discriminator_args={"base_channels": 4})  # fmt: skip
+
+
+def test_the_zoo_fetches_a_2017_generator_into_its_direction_and_translate_uses_it(
+    zoo_env, file_server, monkeypatch, tmp_path, capsys
+):
+    from imgtrans.cli import main
+    from imgtrans.registry import Published
+    from imgtrans.store.zoo import CYCLEGAN_URL, reference_url
+    from test_reference_family import golden, saved
+
+    state, io = golden("resnet9-2017")  # as the reference saved it in 2017: with InstanceNorm buffers
+    file_server.files["cyclegan/zebra2horse.pth"] = saved(state, tmp_path).read_bytes()
+    monkeypatch.setenv("IMGTRANS_REFERENCE_URL", file_server.url)
+    item = replace(PUBLISHED["cyclegan-zebra2horse"][1])
+    publish(monkeypatch, ZOO_NAME, item, "BtoA")
+    model = imgtrans.build(ZOO_NAME, pretrained=True)
+    assert set(model.untrained_parts) == {"generator_a", "discriminator_a", "discriminator_b"}
+    torch.testing.assert_close(model.translate(io["input"]), io["output"], rtol=0, atol=1e-5)  # its direction: G_B
+    with pytest.raises(ValueError, match="direction AtoB needs generator_a, which these weights do not hold"):
+        model.translate(io["input"], direction="AtoB")
+
+    image = tmp_path / "zebra.png"
+    imgtrans.io.save_image(io["input"][0], image)
+    assert main(["translate", ZOO_NAME, str(image), "--out", str(tmp_path / "out"), "--direction", "BtoA"]) == 0
+    assert main(["translate", ZOO_NAME, str(image), "--out", str(tmp_path / "wrong"), "--direction", "AtoB"]) == 2
+    assert "direction AtoB needs generator_a" in capsys.readouterr().err
+    assert [p for p, _ in file_server.requests if p == "GET"] == ["GET"]  # fetched once, then the cache
+    monkeypatch.delenv("IMGTRANS_REFERENCE_URL")
+    assert reference_url(item.reference_file) == f"{CYCLEGAN_URL}/zebra2horse.pth"
+    assert CYCLEGAN_URL == "https://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
+
+
+def test_translate_and_export_pick_the_generator_of_a_trained_run(tmp_path, unpaired, capsys):
+    from imgtrans.cli import main
+    from imgtrans.deploy.translators import load_translator
+
+    summary = Trainer(settings(tmp_path / "run", unpaired, max_steps=1)).fit()
+    x = torch.rand(1, 3, 24, 24) * 2 - 1
+    for direction in ("AtoB", "BtoA"):
+        translator = load_translator(summary.out, direction=direction)
+        generator = getattr(load_model(summary.out), {"AtoB": "generator_a", "BtoA": "generator_b"}[direction])
+        assert translator.two_way and translator.direction == direction
+        torch.testing.assert_close(translator(x), imgtrans.inference.translate(generator, x))
+    assert not torch.allclose(load_translator(summary.out, direction="AtoB")(x), load_translator(summary.out, direction="BtoA")(x))
+    image = tmp_path / "a.png"
+    imgtrans.io.save_image(x[0], image)
+    assert main(["translate", str(summary.out), str(image), "--out", str(tmp_path / "b"), "--direction", "BtoA"]) == 0
+    pytest.importorskip("onnxruntime")
+    onnx = tmp_path / "g_b.onnx"
+    assert main(["export", str(summary.out), "--out", str(onnx), "--direction", "BtoA"]) == 0
+    exported = load_translator(onnx, backend="onnxruntime")
+    assert exported.direction == "BtoA"
+    torch.testing.assert_close(exported(x), load_translator(summary.out, direction="BtoA")(x), rtol=0, atol=1e-4)

@@ -8,6 +8,7 @@ from pathlib import Path
 from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, model_channels
 from imgtrans.data.downloads import resolve_data
 from imgtrans.deploy.onnx import VERIFY_SHAPES, export_onnx
+from imgtrans.deploy.translators import directed
 from imgtrans.store.factory import load
 
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--precision int8 needs --calibration DIR: a folder of real input images to set its ranges")
     if args.precision == "int8" and args.paper_test_mode:
         raise ValueError("--precision int8 quantises eval mode; drop --paper-test-mode")
-    model = load(args.model)
+    model = directed(load(args.model), args.direction)  # a CycleGAN exports the generator of --direction
     direction = args.direction or model.config.direction
     if args.precision == "int8":
         from imgtrans.deploy.int8 import quantize_onnx

@@ -19,6 +19,10 @@ from imgtrans.train.validation import format_validation_summary
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
 
+TRAINABLE = ("pix2pix-*", "cyclegan*")
+"""The configurations ``imgtrans train`` takes: pix2pix's and CycleGAN's (trainA/ and trainB/ folders)."""
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train",
@@ -26,7 +30,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Train a registered pix2pix configuration (see `imgtrans models 'pix2pix-*'`). "
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
-    p.add_argument("model", nargs="?", metavar="CONFIG", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
+    p.add_argument("model", nargs="?", metavar="CONFIG",
+                   help="pix2pix or CycleGAN configuration, e.g. pix2pix-facades, cyclegan (optional with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run --out holds (deletes its checkpoint, log and samples)")
     add_settings_flags(p, TrainConfig, skip=("model",))
@@ -48,10 +53,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         )
     elif args.model is None:
         raise ValueError("name a pix2pix configuration to train, e.g. `imgtrans train pix2pix-facades --data DIR`")
-    if args.model is not None and args.model not in list_models("pix2pix-*"):
+    trainable = [name for pattern in TRAINABLE for name in list_models(pattern)]
+    if args.model is not None and args.model not in trainable:
         raise ValueError(
-            f"{args.model!r} is not a pix2pix configuration.{did_you_mean(args.model, list_models('pix2pix-*'))} "
-            "`imgtrans models 'pix2pix-*'` lists them"
+            f"{args.model!r} is not a pix2pix or CycleGAN configuration.{did_you_mean(args.model, trainable)} "
+            "`imgtrans models 'pix2pix-*'` and `imgtrans models 'cyclegan*'` list them"
         )
     base.update(given, out=str(out), **({"model": args.model} if args.model else {}))
     if base.get("data") is not None:
