@@ -219,7 +219,6 @@ def test_the_zoo_fetches_a_2017_generator_into_its_direction_and_translate_uses_
     zoo_env, file_server, monkeypatch, tmp_path, capsys
 ):
     from imgtrans.cli import main
-    from imgtrans.registry import Published
     from imgtrans.store.zoo import CYCLEGAN_URL, reference_url
     from test_reference_family import golden, saved
 
