@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""A CycleGAN run's test images both ways, as the reference's visuals show them: A | G_A(A) | G_B(G_A(A)) | B | G_B(B) | G_A(G_B(B)).
+"""A CycleGAN run's test images both ways, as the reference's visuals show them.
+
+Columns: A | G_A(A) | G_B(G_A(A)) | B | G_B(B) | G_A(G_B(B)).
 
     python benchmarks/cyclegan_samples.py RUN DATA OUT.png [--count 6] [--size 64]
 

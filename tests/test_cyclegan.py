@@ -265,3 +265,13 @@ def test_translate_and_export_pick_the_generator_of_a_trained_run(tmp_path, unpa
     exported = load_translator(onnx, backend="onnxruntime")
     assert exported.direction == "BtoA"
     torch.testing.assert_close(exported(x), load_translator(summary.out, direction="BtoA")(x), rtol=0, atol=1e-4)
+
+
+def test_each_direction_reads_and_writes_its_domain_s_channels():
+    from imgtrans.cli.common import model_channels
+    from imgtrans.deploy.translators import directed
+
+    gray_to_rgb = imgtrans.build("cyclegan", in_channels=1, lambda_identity=0, **TINY)
+    assert model_channels(gray_to_rgb) == (1, 3) == gray_to_rgb.channels_for("AtoB")
+    assert model_channels(directed(gray_to_rgb, "BtoA")) == (3, 1)
+    assert directed(gray_to_rgb, "BtoA").config.direction == "BtoA" and gray_to_rgb.config.direction == "AtoB"

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if str(args.model).endswith(".onnx"):
         raise ValueError(f"imgtrans app serves PyTorch models; give the model {args.model} was exported from: "
                          "a model folder, run folder or checkpoint")  # fmt: skip
-    translator = load_translator(args.model, device=args.device, direction=args.direction)  # the weights checked, as translate checks them
+    # The weights checked, as translate checks them; a CycleGAN's generator of --direction.
+    translator = load_translator(args.model, device=args.device, direction=args.direction)
     model, device = translator.model, translator.device
     built = getattr(getattr(model, "config", None), "name", "")
     palette = palette_for(str(args.model), built) if args.palette == "auto" else PALETTES[args.palette]

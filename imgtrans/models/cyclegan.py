@@ -111,6 +111,13 @@ class CycleGAN(nn.Module):
             )
         return getattr(self, name)
 
+    def channels_for(self, direction: Direction | None = None) -> tuple[int, int]:
+        """``(input, output)`` channels of the generator of ``direction`` (A's and B's, or B's and A's)."""
+        config = getattr(self, "config", None)
+        direction = check_direction(direction) or getattr(config, "direction", None) or "AtoB"
+        a, b = self.generator_a.in_channels, self.generator_b.in_channels
+        return (a, b) if direction == "AtoB" else (b, a)
+
     @torch.no_grad()
     def translate(
         self, x: torch.Tensor, *, direction: Direction | None = None, paper_test_mode: bool = False

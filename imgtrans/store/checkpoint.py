@@ -84,15 +84,16 @@ def save_checkpoint(
     model: nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
     meta: dict[str, Any],
-    training_state: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Save ``model``'s weights, the optimisers, the RNG states and ``meta`` to ``path`` atomically.
 
-    ``training_state``: what else the model needs to resume exactly (CycleGAN's image pools), saved as
-    the ``train.`` section.
+    A model with a ``training_state()`` (what else it needs to resume exactly: CycleGAN's image
+    pools) has it saved as the ``train.`` section, which the trainer gives back to its
+    ``load_training_state``.
     """
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors.update({f"train.{k}": v for k, v in (training_state or {}).items()})
+    if callable(getattr(model, "training_state", None)):
+        tensors.update({f"train.{k}": v for k, v in model.training_state().items()})
     optimizer_meta = {}
     for name, optimizer in optimizers.items():
         opt_tensors, optimizer_meta[name] = optimizer_to_tensors(f"optim.{name}", optimizer)

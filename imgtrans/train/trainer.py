@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import math
 import time
-from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -64,9 +63,8 @@ class Trainer:
 
     Args:
         config: the run's settings.
-        train_data: a dataset of ``{"input", "target"}`` items; by default the one the model reads
-            (its ``data_layout``: a [PairedImageDataset][imgtrans.data.paired.PairedImageDataset], or an
-            [UnpairedImageDataset][imgtrans.data.unpaired.UnpairedImageDataset] for CycleGAN) on ``config.data``.
+        train_data: a dataset of ``{"input", "target"}`` items; by default the one the model reads on
+            ``config.data`` (its ``data_layout``: see [folder_dataset][imgtrans.train.loading.folder_dataset]).
         sample_data: the images shown in sample grids (the first ``config.num_samples``);
             by default the training images without augmentation.
         model: a model built with [imgtrans.build][imgtrans.store.factory.build] (so that checkpoints
@@ -176,12 +174,10 @@ class Trainer:
         if train_data is None:
             if c.data is None:
                 raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
-            # The model says what it reads (pix2pix pairs, CycleGAN unpaired domains).
-            read = partial(folder_dataset, getattr(self.model, "data_layout", "paired"), c.data, c,
-                           direction=self.direction, channels=self._model_channels())  # fmt: skip
-            train_data = read(train=True)
+            kind, channels = getattr(self.model, "data_layout", "paired"), self._model_channels()  # pairs, or domains
+            train_data = folder_dataset(kind, c.data, c, direction=self.direction, channels=channels, train=True)
             if sample_data is None:
-                sample_data = read(train=False)
+                sample_data = folder_dataset(kind, c.data, c, direction=self.direction, channels=channels, train=False)
         if len(train_data) < self.dist.world_size:
             raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
         return train_data, sample_data if sample_data is not None else train_data
@@ -409,13 +405,8 @@ class Trainer:
                 "world_size": self.dist.world_size,
             }
             with self._writing("the checkpoint", self.checkpoint_path):
-                save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta, self._training_state())
+                save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
         return self.checkpoint_path
-
-    def _training_state(self) -> dict[str, torch.Tensor]:
-        """What the model keeps besides its weights for an exact resume (CycleGAN: its image pools), if anything."""
-        state = getattr(self.model, "training_state", None)
-        return state() if state is not None else {}
 
     def _writing(self, what: str, path: Path) -> contextlib.AbstractContextManager:
         return writing(what, path, self.checkpoint_path)
@@ -432,8 +423,7 @@ class Trainer:
                 f"({current.name} {current.arguments}); use another --out"
             )
         self.model.load_state_dict(checkpoint.section("model"), strict=True)
-        if hasattr(self.model, "load_training_state"):
-            self.model.load_training_state(checkpoint.section("train"))
+        getattr(self.model, "load_training_state", lambda state: None)(checkpoint.section("train"))  # CycleGAN's pools
         for name, optimizer in self.optimizers.items():
             state = optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name])
             optimizer.load_state_dict(state)
