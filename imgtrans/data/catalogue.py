@@ -168,6 +168,7 @@ DATASETS: dict[str, DatasetEntry] = {
         ),
     )
 }
+"""The datasets of the reference's ``download_pix2pix_dataset.sh`` and ``download_cyclegan_dataset.sh``, by name."""
 
 
 def _unpaired(name: str, task: str, bound: str, train: tuple[int, int], source: str, licence: str = "research use; cite "
@@ -213,4 +214,3 @@ DATASETS.update({
                   "Flickr"),
     )
 })  # fmt: skip
-"""The datasets of the reference's ``download_pix2pix_dataset.sh`` and ``download_cyclegan_dataset.sh``, by name."""

@@ -120,7 +120,7 @@ def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.
 
     Args:
         value: a folder or file (returned unchanged when it exists), ``"NAME"`` (its ``split``) or
-            ``"NAME/SPLIT"``, with ``NAME`` from [DATASETS][imgtrans.data.downloads.DATASETS]. For a
+            ``"NAME/SPLIT"``, with ``NAME`` from [DATASETS][imgtrans.data.catalogue.DATASETS]. For a
             CycleGAN dataset ``NAME/train`` is the path ``NAME/train`` that stands for ``NAME/trainA`` and
             ``NAME/trainB`` (see [UnpairedImageDataset][imgtrans.data.unpaired.UnpairedImageDataset]).
         split: the split a bare ``"NAME"`` means (``"train"``).
@@ -174,7 +174,7 @@ def download_dataset(
     """Download and extract dataset ``name``; returns its folder. Does nothing if it is already there.
 
     Args:
-        name: a name from [DATASETS][imgtrans.data.downloads.DATASETS].
+        name: a name from [DATASETS][imgtrans.data.catalogue.DATASETS].
         root: the folder to put it in (default ``$HF_HOME/imgtrans/datasets``).
         overwrite: download and extract again over a complete copy that imgtrans made
             (``force`` is the old name); a folder imgtrans did not make is never replaced.
