@@ -58,7 +58,7 @@ def test_flags_and_settings_mean_the_same(tmp_path, data):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "pix2pix-nope", "--data", "."], "not a pix2pix configuration"),
+        (["train", "pix2pix-nope", "--data", "."], "not a pix2pix or CycleGAN configuration"),
         (["train", "pix2pix-facades"], "--data is required"),
         (["train", "--resume", "--out", "/nonexistent/run"], "nothing to resume"),
         (["translate", "/nonexistent/model", "x.png", "--out", "o"], "neither a file, a folder, nor a published model"),
