@@ -57,7 +57,14 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def generator_of(model: nn.Module) -> nn.Module:
-    """The network that translates: a pix2pix model's generator, or the module itself."""
+    """The network that translates: a pix2pix model's generator, a CycleGAN's for its direction, or the module itself.
+
+    A model with a generator per direction says which one translates through ``generator_for()``
+    (CycleGAN: ``generator_a`` for its recorded direction AtoB, ``generator_b`` for BtoA).
+    """
+    pick = getattr(model, "generator_for", None)
+    if callable(pick):
+        return pick()
     generator = getattr(model, "generator", None)
     return generator if isinstance(generator, nn.Module) else model
 

@@ -316,7 +316,11 @@ def test_data_list_says_which_sources_are_plain_http(zoo_env, monkeypatch, capsy
     monkeypatch.setenv("IMGTRANS_DATASETS_URL", "http://mirror.example/pix2pix")
     assert main(["data", "list"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "from: " in line]
-    assert len(lines) == 5 and all("http://mirror.example/" in line and "plain http" in line for line in lines)
+    from imgtrans.data.downloads import DATASETS
+
+    downloadable = sum(entry.downloadable for entry in DATASETS.values())  # pix2pix's 5, CycleGAN's 10
+    assert len(lines) == downloadable == 15
+    assert all("http://mirror.example/" in line and "plain http" in line for line in lines)
 
 
 ZOO_NAME = "test-download-limits-f8"  # a pix2pix at the width of ../shared/reference/unet256-f8.pth

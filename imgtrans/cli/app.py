@@ -35,6 +35,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload accepted, in MiB (default 10)")
     p.add_argument("--max-side", type=int, default=MAX_SIDE, help=f"largest image side accepted (default {MAX_SIDE})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"],
+                   help="a CycleGAN's generator: AtoB (G_A) or BtoA (G_B) (default: the one the model records)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: torch's; 1 is best on a busy CPU)")
     p.set_defaults(run=run)
 
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if str(args.model).endswith(".onnx"):
         raise ValueError(f"imgtrans app serves PyTorch models; give the model {args.model} was exported from: "
                          "a model folder, run folder or checkpoint")  # fmt: skip
-    translator = load_translator(args.model, device=args.device)  # the weights checked, as translate checks them
+    # The weights checked, as translate checks them; a CycleGAN's generator of --direction.
+    translator = load_translator(args.model, device=args.device, direction=args.direction)
     model, device = translator.model, translator.device
     built = getattr(getattr(model, "config", None), "name", "")
     palette = palette_for(str(args.model), built) if args.palette == "auto" else PALETTES[args.palette]

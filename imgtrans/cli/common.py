@@ -46,7 +46,8 @@ def model_channels(model: torch.nn.Module) -> tuple[int, int]:
     channels = getattr(generator_of(model), "in_channels", arguments.get("in_channels", 3))
     if channels not in CHANNEL_MODES:
         raise ValueError(f"the model expects {channels}-channel inputs; only 1, 3 or 4 channels can be read from images")
-    return channels, arguments.get("out_channels", 3)
+    domains = getattr(model, "channels_for", None)  # a CycleGAN's B -> A generator reads B's channels
+    return domains() if callable(domains) else (channels, arguments.get("out_channels", 3))
 
 
 def model_direction(model: torch.nn.Module, given: str | None) -> str:

@@ -27,7 +27,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--data", required=True, help="folder of AB images, or with A/ and B/ subfolders; or a downloaded dataset: NAME[/SPLIT]")
-    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="which half of AB images is the input (default: the model's)")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="which half of AB images is the input, and a "
+                   "CycleGAN's generator: AtoB (G_A) or BtoA (G_B) (default: the model's)")  # fmt: skip
     p.add_argument("--out", help="report folder (default: eval-<model name>-<data name>, in the current folder)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out (only a report)")
     p.add_argument("--size", type=count(1), help="resize images to SIZE x SIZE (default: native size)")
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     args.data = str(resolve_data(args.data))  # a downloaded dataset's name means its folder
     out = Path(args.out or default_out(args.model, args.data))
     check_report_folder(out, args.overwrite)  # before the model is loaded: seconds, not minutes
-    translator = load_translator(args.model, device=args.device)  # the weights checked, as translate checks them
+    # The weights checked, as translate checks them; a CycleGAN's generator of --direction.
+    translator = load_translator(args.model, device=args.device, direction=args.direction)
     model, device = translator.model, translator.device
     in_channels, out_channels = model_channels(model)
     direction = model_direction(model, args.direction)

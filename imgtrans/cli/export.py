@@ -9,6 +9,7 @@ from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, loa
 from imgtrans.data.downloads import resolve_data
 from imgtrans.deploy.onnx import VERIFY_SHAPES, export_onnx
 from imgtrans.io import refuse_existing
+from imgtrans.deploy.translators import directed
 from imgtrans.store.factory import load
 
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.precision == "int8" and args.paper_test_mode:
         raise ValueError("--precision int8 quantises eval mode; drop --paper-test-mode")
     refuse_existing(args.out, args.overwrite)  # before the model and the calibration images are read
-    model = load(args.model)
+    model = directed(load(args.model), args.direction)  # a CycleGAN exports the generator of --direction
     direction = args.direction or model.config.direction
     if args.precision == "int8":
         from imgtrans.deploy.int8 import quantize_onnx

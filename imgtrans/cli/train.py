@@ -20,7 +20,7 @@ CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
 
 def trainable_models() -> list[str]:
-    """The registered names that build a model with a training objective (pix2pix, pix2pixHD...), not a bare part."""
+    """The registered names that build a model with a training objective (pix2pix, pix2pixHD, CycleGAN...), not a bare part."""
     import typing
 
     def trainable(name: str) -> bool:
@@ -40,11 +40,12 @@ def trainable_models() -> list[str]:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "train",
-        help="train a pix2pix or pix2pixHD configuration on paired images or label maps",
+        help="train a pix2pix, pix2pixHD or CycleGAN configuration on paired images, label maps or unpaired folders",
         description="Train a registered configuration (`imgtrans models 'pix2pix*'` lists pix2pix's and pix2pixHD's). "
         "Defaults follow the paper: batch 1, Adam 2e-4 (0.5, 0.999), jitter 286 -> 256, mirroring.",
     )
-    p.add_argument("model", nargs="?", metavar="CONFIG", help="configuration, e.g. pix2pix-facades or pix2pixhd (optional with --resume)")
+    p.add_argument("model", nargs="?", metavar="CONFIG",
+                   help="configuration, e.g. pix2pix-facades, pix2pixhd or cyclegan (optional with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run --out holds (deletes its checkpoint, log and samples)")
     add_settings_flags(p, TrainConfig, skip=("model",))
@@ -69,7 +70,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.model is not None and args.model not in (names := trainable_models()):
         raise ValueError(
             f"{args.model!r} is not a model configuration imgtrans trains.{did_you_mean(args.model, names)} "
-            "`imgtrans models 'pix2pix*'` lists pix2pix's and pix2pixHD's"
+            "`imgtrans models 'pix2pix*'` and `imgtrans models 'cyclegan*'` list them"
         )
     base.update(given, out=str(out), **({"model": args.model} if args.model else {}))
     if base.get("data") is not None:

@@ -65,8 +65,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-check-pairs", dest="check_pairs", action="store_false",
                    help="with --split: accept files that do not look like two images side by side")  # fmt: skip
-    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="with --split input: which half is the input "
-                   "(default: the one the model records)")  # fmt: skip
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="a CycleGAN's generator: AtoB (G_A) or BtoA (G_B); "
+                   "with --split input, also which half is the input (default: the one the model records)")  # fmt: skip
     p.add_argument("--paper-test-mode", action="store_true", help="dropout on and batch statistics (paper 3.3)")
     p.add_argument("--compile", action="store_true", help="torch.compile with frozen weights (for many same-size images)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torch backend; default auto)")
@@ -90,8 +90,13 @@ def check_arguments(args: argparse.Namespace) -> None:
     if not 0 <= args.overlap <= args.tile // 2:
         raise ValueError(f"--overlap must be at least 0 and at most half of --tile ({args.tile // 2} of {args.tile}), "
                          f"or tiles would step by a few pixels; got {args.overlap}")  # fmt: skip
-    if args.direction is not None and args.split != "input":
-        raise ValueError("--direction picks the input half of AB pairs: use it with --split input")
+
+
+def check_direction_flag(args: argparse.Namespace, translator: Translator) -> None:
+    """``--direction`` picks a CycleGAN's generator; for a one-way model it only picks the half of AB pairs."""
+    if args.direction is not None and args.split != "input" and not translator.two_way:
+        raise ValueError("--direction picks the input half of AB pairs for this model (it translates one way): "
+                         "use it with --split input")  # fmt: skip
 
 
 def check_tile(args: argparse.Namespace, translator: Translator) -> None:
@@ -118,6 +123,7 @@ def make_translator(args: argparse.Namespace) -> Translator:
     return load_translator(
         args.model, backend=args.backend, precision=args.precision, device=args.device,
         paper_test_mode=args.paper_test_mode, compile=args.compile, calibration=calibration, words="translate",
+        direction=args.direction,
     )  # fmt: skip
 
 
@@ -221,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     out = Path(args.out)
     translator = make_translator(args)
+    check_direction_flag(args, translator)
     check_tile(args, translator)
     plan = plan_outputs([Path(resolve_data(name)) for name in args.inputs], out, args.overwrite)
     channels = translator.in_channels

@@ -1,6 +1,7 @@
-"""Paired image datasets (AB files or A/ and B/ folders) and the embedded synthetic facades."""
+"""Image datasets: paired (AB files or A/ and B/ folders), unpaired (trainA/, trainB/), and the embedded synthetic facades."""
 
 from imgtrans.data.paired import PairedImageDataset
 from imgtrans.data.synthetic import SyntheticFacades, write_ab_folder
+from imgtrans.data.unpaired import UnpairedImageDataset, write_unpaired_folder
 
-__all__ = ["PairedImageDataset", "SyntheticFacades", "write_ab_folder"]
+__all__ = ["PairedImageDataset", "SyntheticFacades", "UnpairedImageDataset", "write_ab_folder", "write_unpaired_folder"]

@@ -1,9 +1,10 @@
-"""The pix2pix datasets in one command: a catalogue, a resumable download, and a safe extraction.
+"""The pix2pix and CycleGAN datasets in one command: a catalogue, a resumable download, and a safe extraction.
 
 The reference implementation fetches its paired datasets with
 ``datasets/download_pix2pix_dataset.sh NAME``: ``wget`` of ``NAME.tar.gz`` from
 ``http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/``, then ``tar -zxvf``. This module does the
-same with the guarantees a script does not give:
+same with the guarantees a script does not give (and so for CycleGAN's unpaired datasets, which
+``datasets/download_cyclegan_dataset.sh NAME`` fetches as ``NAME.zip`` from ``.../cyclegan/datasets/``):
 
 - **resumable**: the archive is written to ``NAME.tar.gz.part`` and a dropped connection is
   resumed with an HTTP ``Range`` request, within the same call (a few tries) and on the next call;
@@ -30,7 +31,7 @@ into the train split's folder and ``"facades/test"`` into the test split's.
 
 | variable | effect |
 | --- | --- |
-| ``IMGTRANS_DATASETS_URL`` | a mirror: a base address under which ``NAME.tar.gz`` is fetched |
+| ``IMGTRANS_DATASETS_URL`` | a mirror: a base address under which ``NAME.tar.gz`` (and ``cyclegan/NAME.zip``) is fetched |
 | ``HF_HOME`` | root of the caches (datasets in ``$HF_HOME/imgtrans/datasets``) |
 | ``HF_HUB_OFFLINE`` | ``1``: never use the network |
 | ``HF_HUB_DOWNLOAD_TIMEOUT`` | seconds a connection may stay silent (default 10) |
@@ -41,9 +42,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -51,12 +50,12 @@ from imgtrans.data.archives import (
     CORRUPT,
     MARKER,
     ArchiveTooLargeError,
-    Bounds,
     UnsafeArchiveError,
     check_archive,
     extract_atomically,
     splits_of,
 )
+from imgtrans.data.catalogue import CYCLEGAN_DATASETS_URL, DATASETS, DATASETS_URL, DatasetEntry
 from imgtrans.hub import (
     ChangedDownloadError,
     DownloadError,
@@ -68,6 +67,7 @@ from imgtrans.hub import (
 from imgtrans.registry import did_you_mean
 
 __all__ = [
+    "CYCLEGAN_DATASETS_URL",
     "DATASETS",
     "DATASETS_URL",
     "MARKER",
@@ -84,137 +84,6 @@ __all__ = [
     "splits_of",
 ]
 
-DATASETS_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
-"""Where the reference implementation's datasets are (its script names the same server over plain http);
-``IMGTRANS_DATASETS_URL`` picks a mirror."""
-
-UNITS = {"kB": 10**3, "MB": 10**6, "GB": 10**9}
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """One pix2pix dataset, as the reference implementation distributes it.
-
-    Attributes:
-        name: the archive's name, ``NAME.tar.gz``, and the folder it unpacks to.
-        task: what A and B hold, e.g. ``"photo (A) | architectural labels (B)"``.
-        direction: the direction of the paper's task on it (``--direction``).
-        size: the archive's size as the reference server lists it.
-        splits: the split folders in the archive, with their number of pairs where published.
-        source: where the images come from, to cite.
-        licence: terms to respect; ``None`` means the data can be fetched from the reference server.
-        downloadable: ``False`` when the data must be obtained by the user (Cityscapes).
-    """
-
-    name: str
-    task: str
-    direction: str
-    size: str
-    splits: tuple[str, ...]
-    source: str
-    licence: str
-    downloadable: bool = True
-
-    @property
-    def url(self) -> str:
-        """Where ``NAME.tar.gz`` is fetched from: ``$IMGTRANS_DATASETS_URL/NAME.tar.gz`` or the reference's
-        (the variable is read at each call)."""
-        base = os.environ.get("IMGTRANS_DATASETS_URL") or DATASETS_URL
-        return f"{base.rstrip('/')}/{self.name}.tar.gz"
-
-    @property
-    def archive_bytes(self) -> int:
-        """The catalogued size in bytes (``"29 MB"`` is 29,000,000)."""
-        number, unit = self.size.split()
-        return int(float(number) * UNITS[unit])
-
-    @property
-    def images(self) -> int:
-        """The images of all splits, as catalogued (``"train (400)"``...)."""
-        return sum(int(n) for split in self.splits for n in re.findall(r"\((\d+)\)", split))
-
-    @property
-    def max_download(self) -> int:
-        """The longest download accepted: 1.5 times the catalogued size (which is rounded), and 1 MiB."""
-        return self.archive_bytes * 3 // 2 + 2**20
-
-    @property
-    def bounds(self) -> Bounds:
-        """What the archive may hold: twice its images (and 64 folders or extras) as members, and 4 times its
-        catalogued size as expanded bytes (pix2pix archives hold JPEG and PNG images, which do not compress)."""
-        return Bounds(2 * self.images + 64, 4 * self.archive_bytes + 2**20, f"{self.size}, {self.images:,} images")
-
-    @property
-    def plain_http(self) -> bool:
-        """Whether the archive comes over unencrypted http (a mirror's choice)."""
-        return self.url.startswith("http://")
-
-
-# Sizes are those of the reference server's listing (2018); pair counts from the reference's
-# docs/datasets.md and the archives' split folders.
-DATASETS: dict[str, DatasetEntry] = {
-    d.name: d
-    for d in (
-        DatasetEntry(
-            "facades",
-            "photo (A) | architectural labels (B): labels -> photo is BtoA",
-            "BtoA",
-            "29 MB",
-            ("train (400)", "val (100)", "test (106)"),
-            "CMP Facade Database, Tylecek and Sara, GCPR 2013 (cmp.felk.cvut.cz/~tylecr1/facade)",
-            "research use; cite the CMP Facade Database",
-        ),
-        DatasetEntry(
-            "cityscapes",
-            "photo (A) | semantic labels (B): labels -> photo is BtoA",
-            "BtoA",
-            "99 MB",
-            ("train (2975)", "val (500)"),
-            "Cityscapes, Cordts et al., CVPR 2016 (www.cityscapes-dataset.com)",
-            "needs your own registration at https://www.cityscapes-dataset.com: download gtFine_trainvaltest.zip "
-            "and leftImg8bit_trainvaltest.zip there and pair them with the reference's "
-            "datasets/prepare_cityscapes_dataset.py; as the reference does, imgtrans does not download it",
-            downloadable=False,
-        ),
-        DatasetEntry(
-            "maps",
-            "aerial photo (A) | Google map (B): aerial -> map is AtoB",
-            "AtoB",
-            "239 MB",
-            ("train (1096)", "val (1098)"),
-            "scraped from Google Maps around New York by the pix2pix authors",
-            "map data and imagery (c) Google; research use",
-        ),
-        DatasetEntry(
-            "edges2shoes",
-            "HED edges (A) | shoe photo (B): edges -> photo is AtoB",
-            "AtoB",
-            "2.0 GB",
-            ("train (49825)", "val (200)"),
-            "UT Zappos50K, Yu and Grauman, CVPR 2014; edges by HED",
-            "research use; cite UT Zappos50K",
-        ),
-        DatasetEntry(
-            "edges2handbags",
-            "HED edges (A) | handbag photo (B): edges -> photo is AtoB",
-            "AtoB",
-            "8.0 GB",
-            ("train (138567)", "val (200)"),
-            "Amazon handbags from the iGAN project, Zhu et al., ECCV 2016; edges by HED",
-            "research use; cite iGAN",
-        ),
-        DatasetEntry(
-            "night2day",
-            "night (A) | day (B) of the same webcam: night -> day is AtoB (day -> night, BtoA)",
-            "AtoB",
-            "1.9 GB",
-            ("train (17823)", "val (10)", "test (2287)"),
-            "Transient Attributes, Laffont et al., SIGGRAPH 2014",
-            "research use; cite Transient Attributes",
-        ),
-    )
-}
-"""The datasets of the reference's ``download_pix2pix_dataset.sh``, by name."""
 
 
 def list_datasets() -> list[str]:
@@ -251,7 +120,9 @@ def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.
 
     Args:
         value: a folder or file (returned unchanged when it exists), ``"NAME"`` (its ``split``) or
-            ``"NAME/SPLIT"``, with ``NAME`` from [DATASETS][imgtrans.data.downloads.DATASETS].
+            ``"NAME/SPLIT"``, with ``NAME`` from [DATASETS][imgtrans.data.catalogue.DATASETS]. For a
+            CycleGAN dataset ``NAME/train`` is the path ``NAME/train`` that stands for ``NAME/trainA`` and
+            ``NAME/trainB`` (see [UnpairedImageDataset][imgtrans.data.unpaired.UnpairedImageDataset]).
         split: the split a bare ``"NAME"`` means (``"train"``).
         root: where datasets were downloaded (default ``$HF_HOME/imgtrans/datasets``).
 
@@ -278,6 +149,11 @@ def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.
             f"dataset {name!r} is not downloaded: run `imgtrans data download {name}{where}` "
             f"({entry.size}), or pass a folder of paired images"
         )
+    if entry.layout == "unpaired":  # NAME/SPLIT means NAME/SPLITA and NAME/SPLITB
+        if not (folder / f"{wanted}A").is_dir():
+            have = sorted({s[:-1] for s in splits_of(folder) if s.endswith(("A", "B"))})
+            raise FileNotFoundError(f"dataset {name!r} has no split {wanted!r} ({wanted}A/); it has {', '.join(have)}")
+        return folder / wanted
     if not (folder / wanted).is_dir():
         raise FileNotFoundError(
             f"dataset {name!r} has no split {wanted!r}; it has {', '.join(splits_of(folder))} "
@@ -298,7 +174,7 @@ def download_dataset(
     """Download and extract dataset ``name``; returns its folder. Does nothing if it is already there.
 
     Args:
-        name: a name from [DATASETS][imgtrans.data.downloads.DATASETS].
+        name: a name from [DATASETS][imgtrans.data.catalogue.DATASETS].
         root: the folder to put it in (default ``$HF_HOME/imgtrans/datasets``).
         overwrite: download and extract again over a complete copy that imgtrans made
             (``force`` is the old name); a folder imgtrans did not make is never replaced.
@@ -333,15 +209,16 @@ def download_dataset(
             source, members = Path(archive), _check_given(Path(archive), entry)
             sha256 = _first_seen(entry, source, str(source))
         else:
-            source = base / ".downloads" / f"{entry.name}.tar.gz"
+            source = base / ".downloads" / entry.archive_file
             try:
                 members = _fetch_checked(entry, source)
                 sha256 = _first_seen(entry, source, entry.url)
             except (UnsafeArchiveError, ChangedDownloadError):
                 source.unlink(missing_ok=True)  # nothing a later run would trust stays behind
                 raise
-        extract_atomically(source, base, entry.name, {"url": entry.url if archive is None else str(source),
-                                                      "files": members, "sha256": sha256}, entry.bounds)  # fmt: skip
+        extract_atomically(source, base, entry.root, {"url": entry.url if archive is None else str(source),
+                                                      "files": members, "sha256": sha256}, entry.bounds,
+                           folder_name=entry.name)  # fmt: skip
         if archive is None and not keep_archive:
             source.unlink(missing_ok=True)
     return target
@@ -361,7 +238,7 @@ def _fetch_checked(entry: DatasetEntry, archive: Path) -> int:
 
     def use(path: Path) -> int:
         try:
-            return check_archive(path, entry.name, entry.bounds)
+            return check_archive(path, entry.root, entry.bounds)
         except CORRUPT:
             path.unlink(missing_ok=True)
             raise
@@ -399,12 +276,12 @@ def _by_hand(error: DownloadError, entry: DatasetEntry, archive: Path) -> None:
 def _check_given(archive: Path, entry: DatasetEntry) -> int:
     """Check an archive the user fetched by hand; one that cannot be read is a ``ValueError`` naming it."""
     if not archive.is_file():
-        raise ValueError(f"{archive} is not a file; pass the {entry.name}.tar.gz you downloaded")
+        raise ValueError(f"{archive} is not a file; pass the {entry.archive_file} you downloaded")
     try:
-        return check_archive(archive, entry.name, entry.bounds)
+        return check_archive(archive, entry.root, entry.bounds)
     except CORRUPT as error:
         raise ValueError(
-            f"{archive} is not a complete {entry.name}.tar.gz ({type(error).__name__}: {error}); fetch "
+            f"{archive} is not a complete {entry.archive_file} ({type(error).__name__}: {error}); fetch "
             f"{entry.url} again"
         ) from None
 
@@ -412,8 +289,8 @@ def _check_given(archive: Path, entry: DatasetEntry) -> int:
 def _first_seen(entry: DatasetEntry, archive: Path, source: str) -> str:
     """The archive's SHA-256, recorded at the first download of ``entry`` and compared at every later one."""
     return check_first_seen(
-        f"datasets/{entry.name}.tar.gz", archive, source,
-        f"If the new file is trusted, remove the entry 'datasets/{entry.name}.tar.gz' from that file and run the "
+        f"datasets/{entry.archive_file}", archive, source,
+        f"If the new file is trusted, remove the entry 'datasets/{entry.archive_file}' from that file and run the "
         "same command again",
     )  # fmt: skip
 

@@ -23,6 +23,7 @@ AMX, and CUDA GPUs that support it); elsewhere it would be emulated and many tim
 
 from __future__ import annotations
 
+import copy
 import os
 from functools import partial
 from itertools import chain
@@ -117,6 +118,8 @@ class Translator:
             reads), or ``None``.
         multiple: the side multiple the generator pads every input to (a pass on anything smaller
             costs as much as one on this size).
+        two_way: whether the model has a generator per direction (CycleGAN), so that a direction
+            picks the generator, not only the half of AB pairs it reads.
     """
 
     backend: str = ""
@@ -125,6 +128,7 @@ class Translator:
     paper_test_mode: bool = False
     direction: str | None = None
     multiple: int = 1
+    two_way: bool = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The translation of ``x``, checked for NaN and inf (raises [NonFiniteOutputError][imgtrans.deploy.translators.NonFiniteOutputError])."""
@@ -182,6 +186,7 @@ class TorchTranslator(Translator):
         self.in_channels = int(getattr(generator_of(model), "in_channels", 3))
         self.multiple = pad_multiple(model)
         self.direction = getattr(getattr(model, "config", None), "direction", None)
+        self.two_way = callable(getattr(model, "generator_for", None))
         if compile and paper_test_mode:
             raise ValueError("compile folds BatchNorm into the weights, which the paper's test mode cannot use; drop one")
         self.model, self.channels_last = model, False
@@ -293,6 +298,7 @@ def load_translator(
     compile: bool = False,
     calibration: Iterable[torch.Tensor] | Callable[[nn.Module], Iterable[torch.Tensor]] | None = None,
     words: Words = "python",
+    direction: str | None = None,
 ) -> Translator:
     """The translator for a model as ``imgtrans translate`` names it, or for an ``.onnx`` file: the one factory.
 
@@ -312,8 +318,11 @@ def load_translator(
         calibration: input images in [-1, 1] for int8 quantisation, or a function of the loaded
             model that gives them (to read files in its channels and direction).
         words: whose words errors use: ``"python"`` (these parameters) or ``"translate"`` (its flags).
+        direction: for a model with a generator per direction (CycleGAN), the one that translates
+            (see [directed][imgtrans.deploy.translators.directed]); other models ignore it.
 
-    The translator's ``direction`` is the one the model (or the file) records, or ``None``.
+    The translator's ``direction`` is ``direction`` for such a model, else the one the model (or the
+    file) records, or ``None``.
     """
     say = partial(_said, words)
     if str(source).endswith(".onnx"):
@@ -350,7 +359,7 @@ def load_translator(
     from imgtrans.store.factory import load
 
     where = torch.device("cpu") if backend == "onnxruntime" else resolve_device(str(device))
-    model = load(source, device=where)
+    model = directed(load(source, device=where), direction)
     if backend == "torch":
         translator: Translator = TorchTranslator(
             model, precision, where, paper_test_mode=paper_test_mode, compile=compile
@@ -360,6 +369,23 @@ def load_translator(
         images = calibration(model) if callable(calibration) else calibration
         translator = onnx_translator(model, precision, calibration=images)
     return translator
+
+
+def directed(model: nn.Module, direction: str | None) -> nn.Module:
+    """``model`` translating in ``direction``, when it has a generator per direction (CycleGAN); else ``model``.
+
+    The result shares the model's networks and records ``direction`` in its ``config``, so that
+    everything that takes the model (translators, ONNX export and its metadata, scoring) uses the
+    generator of that direction. A direction whose generator the weights do not hold (a published
+    CycleGAN file holds one) is refused in one line.
+    """
+    pick = getattr(model, "generator_for", None)
+    if direction is None or not callable(pick):
+        return model
+    pick(direction)  # refuses a generator the weights do not hold
+    view = copy.copy(model)
+    view.config = model.config.with_direction(direction)
+    return view
 
 
 def check_finite_onnx(path: str | os.PathLike) -> None:

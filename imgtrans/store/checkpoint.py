@@ -98,8 +98,15 @@ def save_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     meta: dict[str, Any],
 ) -> None:
-    """Save ``model``'s weights, the optimisers, the RNG states and ``meta`` to ``path`` atomically."""
+    """Save ``model``'s weights, the optimisers, the RNG states and ``meta`` to ``path`` atomically.
+
+    A model with a ``training_state()`` (what else it needs to resume exactly: CycleGAN's image
+    pools) has it saved as the ``train.`` section, which the trainer gives back to its
+    ``load_training_state``.
+    """
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if callable(getattr(model, "training_state", None)):
+        tensors.update({f"train.{k}": v for k, v in model.training_state().items()})
     optimizer_meta = {}
     for name, optimizer in optimizers.items():
         opt_tensors, optimizer_meta[name] = optimizer_to_tensors(f"optim.{name}", optimizer)

@@ -48,7 +48,12 @@ REFERENCE_URL = "https://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"
 """Where the reference implementation publishes its pix2pix checkpoints (its ``download_pix2pix_model.sh``
 names the same server over plain http); ``IMGTRANS_REFERENCE_URL`` overrides it."""
 
+CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
+"""Where the reference publishes its CycleGAN generators (``scripts/download_cyclegan_model.sh``); a record's
+``reference_file`` ``cyclegan/NAME.pth`` is fetched from here, or from ``$IMGTRANS_REFERENCE_URL/cyclegan/NAME.pth``."""
+
 __all__ = [
+    "CYCLEGAN_URL",
     "REFERENCE_URL",
     "cached_path",
     "convert_reference",
@@ -62,9 +67,17 @@ __all__ = [
 
 
 def reference_url(filename: str) -> str:
-    """The address of a reference checkpoint, on ``IMGTRANS_REFERENCE_URL`` when it is set (read at each call)."""
-    base = os.environ.get("IMGTRANS_REFERENCE_URL") or REFERENCE_URL
-    return f"{base.rstrip('/')}/{filename}"
+    """The address of a reference checkpoint, on ``IMGTRANS_REFERENCE_URL`` when it is set (read at each call).
+
+    ``filename`` is a pix2pix file (``facades_label2photo.pth``) or a CycleGAN one (``cyclegan/horse2zebra.pth``),
+    which the reference serves from another folder ([CYCLEGAN_URL][imgtrans.store.zoo.CYCLEGAN_URL]); a mirror
+    keeps the ``cyclegan/`` part.
+    """
+    mirror = os.environ.get("IMGTRANS_REFERENCE_URL")
+    if mirror:
+        return f"{mirror.rstrip('/')}/{filename}"
+    collection, _, name = filename.rpartition("/")
+    return f"{CYCLEGAN_URL}/{name}" if collection == "cyclegan" else f"{REFERENCE_URL}/{filename}"
 
 
 def list_pretrained() -> list[str]:
@@ -166,7 +179,7 @@ def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, s
     folder = cache_dir() / name  # a damaged copy stays until its replacement is complete
     if not refresh and is_saved_folder(folder):
         return folder / WEIGHTS_FILE, ModelConfig.read(folder / CONFIG_FILE)[1].get("sha256")
-    checkpoint, url = folder / item.reference_file, reference_url(item.reference_file)
+    checkpoint, url = folder / Path(item.reference_file).name, reference_url(item.reference_file)
     if not checkpoint.is_file():
         download(url, checkpoint, item.sha256, max_bytes=_largest_checkpoint(name))
     if item.sha256 is None:  # none published: the first download's is recorded, later ones must match it
@@ -233,5 +246,5 @@ def _offline_hint(name: str, item: Published, cli: bool = False) -> str:
         )
     return (
         f"To work offline, download {reference_url(item.reference_file)} on a connected machine and put it at "
-        f"{cache_dir() / name / item.reference_file} (it is converted on first use), {by_path}"
+        f"{cache_dir() / name / Path(item.reference_file).name} (it is converted on first use), {by_path}"
     )

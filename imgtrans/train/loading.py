@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from imgtrans.data.labels import LabelMapDataset
 from imgtrans.data.paired import PairedImageDataset
+from imgtrans.data.unpaired import UnpairedImageDataset
 from imgtrans.train.distributed import Distributed
 from imgtrans.train.settings import SettingError, TrainConfig
 
@@ -40,7 +41,7 @@ def model_arguments(config: TrainConfig) -> dict:
 
 
 def pairs_dataset(config: TrainConfig, root: str, *, direction, in_channels: int, out_channels: int, **augmentation):
-    """The dataset of ``root``: label maps and images with ``config.label_nc``, else pairs of images."""
+    """The paired dataset of ``root``: label maps and images with ``config.label_nc``, else pairs of images."""
     if not config.label_nc:
         return PairedImageDataset(
             root, direction=direction, in_channels=in_channels, out_channels=out_channels, **augmentation
@@ -49,6 +50,26 @@ def pairs_dataset(config: TrainConfig, root: str, *, direction, in_channels: int
         raise SettingError("direction", "must be AtoB with label maps (--label-nc): the label maps are the input")
     augmentation.pop("check_pairs", None)
     return LabelMapDataset(root, config.label_nc, config.instance, out_channels, **augmentation)
+
+
+def folder_dataset(layout: str, root, config: TrainConfig, *, direction, channels: tuple[int, int], train: bool) -> Dataset:
+    """The dataset on the folder ``root`` for a model whose ``data_layout`` is ``layout``, as ``config`` says.
+
+    ``"paired"`` (pix2pix, pix2pixHD; the default): AB files or A/ and B/ read in ``direction``, or
+    label maps with ``label_nc`` ([pairs_dataset][imgtrans.train.loading.pairs_dataset]);
+    ``"unpaired"`` (CycleGAN): trainA/ and trainB/, B drawn at random unless ``serial_batches``.
+    Training sets get the random jitter and mirroring; the others (sample grids) the centre crop.
+    """
+    in_ch, out_ch = channels
+    size = (dict(load_size=config.load_size, crop_size=config.crop_size, flip=config.flip) if train
+            else dict(load_size=config.crop_size, crop_size=config.crop_size, train=False))  # fmt: skip
+    if layout == "unpaired":
+        return UnpairedImageDataset(root, in_channels=in_ch, out_channels=out_ch, seed=config.seed,
+                                    serial=config.serial_batches, **size)  # fmt: skip
+    if layout != "paired":
+        raise ValueError(f"the model's data_layout must be 'paired' or 'unpaired'; got {layout!r}")
+    return pairs_dataset(config, root, direction=direction, in_channels=in_ch, out_channels=out_ch, seed=config.seed,
+                         check_pairs=config.check_pairs, **size)  # fmt: skip
 
 
 def epoch_batches(

@@ -15,13 +15,17 @@ methods ([TrainableModel][imgtrans.train.objective.TrainableModel]):
   calls ``step.update(name, loss)`` for each optimiser it steps and returns the loss terms to log
   (detached scalars; the trainer averages them between log lines without a device sync).
 
-Pix2pix is one such model (``{"g": G, "d": D}``; D's update, then G's); a CycleGAN would return
-``{"g": G_A + G_B parameters, "d": D_A + D_B parameters}`` and step both pairs, and a multi-scale
-discriminator is a network like any other: neither needs a change to the trainer.
+Pix2pix is one such model (``{"g": G, "d": D}``; D's update, then G's); CycleGAN
+([imgtrans.models.cyclegan][]) returns ``{"g": G_A + G_B parameters, "d": D_A + D_B parameters}`` and
+steps both pairs, and a multi-scale discriminator is a network like any other.
 
-Optional: ``freeze_encoder(frozen: bool)``, which the trainer calls before each step while
-``freeze_encoder_steps`` lasts (and once more to release it), ``progress_terms``, the names of
-the terms the progress bar shows (by default the first three), and ``freezes_parameters``: true
+Optional: ``data_layout`` (``"paired"`` by default, ``"unpaired"`` for CycleGAN: which dataset the
+trainer reads from ``config.data``, see [folder_dataset][imgtrans.train.loading.folder_dataset]);
+``training_state() -> {name: Tensor}`` and ``load_training_state(state)``, what the model keeps
+besides its weights for an exact resume (CycleGAN's image pools), saved in each checkpoint;
+``freeze_encoder(frozen: bool)``, which the trainer calls before each step while
+``freeze_encoder_steps`` lasts (and once more to release it), and ``progress_terms``, the names of
+the terms the progress bar shows (by default the first three); and ``freezes_parameters``: true
 when some steps leave parameters without gradients (pix2pixHD's fixed global generator), which
 ``DistributedDataParallel`` must then be told.
 """

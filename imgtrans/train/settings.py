@@ -72,6 +72,8 @@ class TrainConfig:
             [imgtrans.data.labels][imgtrans.data.labels]), one-hot encoded as the model's input, whose
             in_channels it sets; 0 reads images (AB files, or A/ and B/).
         instance: add the instance-boundary map of inst/ as one more input channel (with label_nc).
+        serial_batches: unpaired data (CycleGAN): take the images of B in order, not at random for each
+            image of A (the reference's --serial_batches).
         check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
             (a folder of single photos is not a folder of pairs).
         amp: fp32 (no mixed precision); bf16 autocast (CPU and CUDA); fp16 autocast with a
@@ -115,6 +117,7 @@ class TrainConfig:
     flip: bool = True
     label_nc: int = 0
     instance: bool = False
+    serial_batches: bool = False
     check_pairs: bool = True
     amp: Amp = "fp32"
     device: str = "auto"

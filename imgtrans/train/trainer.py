@@ -31,7 +31,7 @@ from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_f
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
 from imgtrans.train.distributed import Distributed
-from imgtrans.train.loading import epoch_batches, model_arguments, pairs_dataset
+from imgtrans.train.loading import epoch_batches, folder_dataset, model_arguments, pairs_dataset
 from imgtrans.train.loggers import RunLoggers, require
 from imgtrans.train.objective import StepContext, TrainableModel
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
@@ -62,8 +62,8 @@ class Trainer:
 
     Args:
         config: the run's settings.
-        train_data: a dataset of ``{"input", "target"}`` items; by default a
-            [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on ``config.data``.
+        train_data: a dataset of ``{"input", "target"}`` items; by default the one the model reads on
+            ``config.data`` (its ``data_layout``: see [folder_dataset][imgtrans.train.loading.folder_dataset]).
         sample_data: the images shown in sample grids (the first ``config.num_samples``);
             by default the training images without augmentation.
         model: a model built with [imgtrans.build][imgtrans.store.factory.build] (so that checkpoints
@@ -172,12 +172,10 @@ class Trainer:
         if train_data is None:
             if c.data is None:
                 raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
-            in_ch, out_ch = self._model_channels()
-            common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed,
-                          check_pairs=c.check_pairs)  # fmt: skip
-            train_data = pairs_dataset(c, c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
+            kind, channels = getattr(self.model, "data_layout", "paired"), self._model_channels()  # pairs, or domains
+            train_data = folder_dataset(kind, c.data, c, direction=self.direction, channels=channels, train=True)
             if sample_data is None:
-                sample_data = pairs_dataset(c, c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
+                sample_data = folder_dataset(kind, c.data, c, direction=self.direction, channels=channels, train=False)
         if len(train_data) < self.dist.world_size:
             raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
         return train_data, sample_data if sample_data is not None else train_data
@@ -423,6 +421,7 @@ class Trainer:
                 f"({current.name} {current.arguments}); use another --out"
             )
         self.model.load_state_dict(checkpoint.section("model"), strict=True)
+        getattr(self.model, "load_training_state", lambda state: None)(checkpoint.section("train"))  # CycleGAN's pools
         for name, optimizer in self.optimizers.items():
             state = optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name])
             optimizer.load_state_dict(state)
