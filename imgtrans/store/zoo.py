@@ -204,7 +204,7 @@ def _fetch_reference(name: str, item: Published, refresh: bool) -> tuple[Path, s
     parts = (item.part,) if item.part else None
     # The whole cached folder is replaced in one step; the downloaded .pth goes with the old one.
     write_folder(folder, config, state, parts=parts, published=item, model_parts=model_parts, overwrite=True,
-                 replaceable=(item.reference_file,))  # fmt: skip
+                 replaceable=(checkpoint.name,))  # fmt: skip
     checkpoint.unlink(missing_ok=True)
     return folder / WEIGHTS_FILE, ModelConfig.read(folder / CONFIG_FILE)[1]["sha256"]
 
