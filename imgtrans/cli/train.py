@@ -101,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
         if summary.val_metric is not None:
             print(format_validation_summary(summary))
     trainer.dist.close()
-    return 130 if summary.interrupted else 0
+    return summary.exit_status or (130 if summary.interrupted else 0)
 

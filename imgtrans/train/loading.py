@@ -7,20 +7,24 @@ or without loading processes.
 
 from __future__ import annotations
 
-import signal
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from imgtrans.train.distributed import Distributed
+from imgtrans.train.signals import blocked, ignore_in_worker
 
 
 def epoch_batches(
     data: Dataset, epoch: int, start: int, *, batch_size: int, seed: int, dist: Distributed, workers: int,
-    pin_memory: bool,
+    pin_memory: bool, stopping: Callable[[], bool] = lambda: False,
 ) -> Iterator[dict]:
-    """The batches of ``epoch`` from batch ``start`` on, for this process."""
+    """The batches of ``epoch`` from batch ``start`` on, for this process.
+
+    Loading processes ignore the stop signals (see [imgtrans.train.signals][]); should one die all
+    the same once ``stopping()`` is true, the epoch simply ends there: the stop, not an error.
+    """
     if hasattr(data, "set_epoch"):
         data.set_epoch(epoch)
     sampler = DistributedSampler(data, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed)
@@ -33,16 +37,19 @@ def epoch_batches(
         num_workers=workers,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(seed + epoch),
-        worker_init_fn=quiet_worker if workers else None,
+        worker_init_fn=ignore_in_worker if workers else None,
     )
-    return one_line_errors(iter(loader))
+    with blocked():  # the loading processes are forked here, with the stop signals held back
+        batches = iter(loader)
+    return one_line_errors(batches, stopping)
 
 
-def one_line_errors(batches: Iterator[dict]) -> Iterator[dict]:
+def one_line_errors(batches: Iterator[dict], stopping: Callable[[], bool] = lambda: False) -> Iterator[dict]:
     """``batches``, with an error raised in a loading process re-raised as its own one-line message.
 
     PyTorch re-raises a worker's exception with the worker's whole traceback in its message; the
-    last line of that traceback is the error itself.
+    last line of that traceback is the error itself. After a stop request (``stopping()``), a
+    failing loader ends the batches instead: the run stops and saves as asked.
     """
     while True:
         try:
@@ -50,6 +57,8 @@ def one_line_errors(batches: Iterator[dict]) -> Iterator[dict]:
         except StopIteration:
             return
         except Exception as error:
+            if stopping():
+                return
             message = str(error)
             if "Original Traceback" not in message:
                 raise
@@ -62,7 +71,3 @@ def one_line_errors(batches: Iterator[dict]) -> Iterator[dict]:
             raise raised from None
         yield batch
 
-
-def quiet_worker(worker_id: int) -> None:
-    """Loading processes leave Ctrl-C to the training process, which stops cleanly and says so once."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -170,6 +170,8 @@ class RunSummary:
     val_metric: str | None = None
     train_seconds: float = 0.0
     val_seconds: float = 0.0
+    exit_status: int = 0
+    """0 for a finished run; ``128 + signal`` for one stopped by a signal (130: Ctrl-C, 143: SIGTERM, 129: SIGHUP)."""
 
 
 def trim_log(path: Path, step: int) -> None:

@@ -39,7 +39,7 @@ from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, 
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
-from imgtrans.train.signals import stop_requests
+from imgtrans.train.signals import StopRequest, stop_requests
 from imgtrans.train.validation import Validator
 
 __all__ = ["NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
@@ -143,6 +143,7 @@ class Trainer:
         self.step = 0
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._images = 0
+        self._stop = StopRequest()  # replaced by the live one while fit() runs
 
     @property
     def scaler(self) -> torch.amp.GradScaler:
@@ -215,7 +216,7 @@ class Trainer:
         c = self.config
         return epoch_batches(
             self.train_data, epoch, start, batch_size=c.batch_size, seed=c.seed, dist=self.dist, workers=c.workers,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda", stopping=self._stop.is_set,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------ a step
@@ -302,6 +303,7 @@ class Trainer:
         clock = started = time.perf_counter()
         try:
             with stop_requests() as stop:
+                self._stop = stop
                 while self.step < total and not interrupted:
                     epoch, start = divmod(self.step, per_epoch)
                     for batch in self.batches(epoch, start):
@@ -322,6 +324,8 @@ class Trainer:
                         interrupted = self.dist.any(stop.is_set(), self.device)
                         if interrupted or self.step >= total:
                             break
+                    # a loader that failed after a stop request ended the epoch early: that is the stop
+                    interrupted = interrupted or (not self.dist.enabled and stop.is_set())
             self._flush()
             validator = self.validator
             if validator is not None and not interrupted and (validator.last or {}).get("step") != self.step:
@@ -337,6 +341,7 @@ class Trainer:
         if interrupted and main:
             print(f"interrupted: saved {self.checkpoint_path} at step {self.step}; resume with --resume")
         summary = RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
+        summary.exit_status = self._stop.exit_status if interrupted else 0
         if self.validator is not None:
             v = self.validator
             summary.val_metric, summary.last_scores, summary.val_seconds = v.metric, v.last, v.seconds

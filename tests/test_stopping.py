@@ -1,0 +1,88 @@
+"""A run is never lost to the way it is stopped: signals to the whole process group (loading processes
+running), closed output pipes, data that goes bad mid-run, and full disks at a sample grid.
+
+Each case is the user's path: a real ``imgtrans train`` process, real signals sent as a terminal,
+``timeout`` or a scheduler send them (to the process group), real pipes.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imgtrans.data import SyntheticFacades, write_ab_folder
+from imgtrans.store.checkpoint import load_checkpoint
+
+from conftest import TINY_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+SIGNALS = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_ab_folder(SyntheticFacades(4, 36, seed=0), tmp_path_factory.mktemp("stopping") / "train")
+
+
+def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "imgtrans", "train", "pix2pix-facades", "--data", str(data), "--out", str(out),
+            "--model-args", json.dumps(TINY_MODEL), "--load-size", "36", "--crop-size", "32", "--batch-size", "2",
+            "--log-every", "1", "--sample-every", "0", "--checkpoint-every", "0", *extra]  # fmt: skip
+
+
+def logged(run: Path) -> list[dict]:
+    path = run / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for_steps(run: Path, count: int, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while len(logged(run)) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.02)
+
+
+def checkpoint_seconds(checkpoint: Path, since: float, process: subprocess.Popen, timeout: float = 120) -> float:
+    """Seconds from ``since`` until the checkpoint is on disk."""
+    deadline = since + timeout
+    while not checkpoint.exists():
+        assert time.monotonic() < deadline, "no checkpoint after the signal"
+        time.sleep(0.005)
+    return time.monotonic() - since
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SIGNALS))
+def test_a_signal_to_the_process_group_with_loading_processes_saves_the_last_step(tmp_path, data, name):
+    """Several tries at random moments (loading processes are forked at each epoch: 2 steps here)."""
+    rng, seconds = random.Random(name), []
+    for attempt in range(4):
+        run = tmp_path / f"run{attempt}"
+        process = subprocess.Popen(train_argv(data, run, "--max-steps", "100000", "--workers", "2"), env=ENV,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            wait_for_steps(run, 2, process)
+            time.sleep(rng.uniform(0, 0.6))
+            sent = time.monotonic()
+            os.killpg(process.pid, getattr(signal, name))  # the trainer and its loading processes alike
+            seconds.append(checkpoint_seconds(run / "checkpoints" / "last.safetensors", sent, process))
+            out, err = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        assert process.returncode == SIGNALS[name], err
+        assert "Traceback" not in err and "DataLoader worker" not in err, err
+        assert out.count(f"{name}: stopping after this step") == 1, out
+        step = load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"]
+        assert step == logged(run)[-1]["step"]  # the last finished step, each step logged once
+        assert [r["step"] for r in logged(run)] == list(range(1, step + 1))
+        assert f"interrupted: saved {run / 'checkpoints' / 'last.safetensors'} at step {step}" in out
+    print(f"\n{name}: seconds from the signal to the checkpoint on disk: {', '.join(f'{s:.2f}' for s in seconds)}")
