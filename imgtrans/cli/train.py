@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from imgtrans.store.checkpoint import load_checkpoint
+from imgtrans.store.checkpoint import load_good_checkpoint, previous_path
 from imgtrans.cli.common import add_settings_flags, given_settings, warnings_as_lines
 from imgtrans.data.downloads import resolve_data
 from imgtrans.registry import did_you_mean, list_models
@@ -39,8 +39,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     out = Path(args.out) if args.out else default_out(args.model, args.resume)
     base: dict = {}
     checkpoint = out / CHECKPOINT
-    if args.resume and checkpoint.is_file():
-        base = TrainConfig.from_checkpoint(load_checkpoint(checkpoint).meta["train_config"]).to_dict()
+    if args.resume and (checkpoint.is_file() or previous_path(checkpoint).is_file()):
+        base = TrainConfig.from_checkpoint(load_good_checkpoint(checkpoint, warn=False).meta["train_config"]).to_dict()
     elif args.resume and args.model is None:
         raise FileNotFoundError(
             f"nothing to resume: no checkpoint at {checkpoint}. If the run stopped before its first checkpoint, "
@@ -86,12 +86,12 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     with warnings_as_lines("imgtrans train"):
         trainer = Trainer(config)
-    if trainer.dist.is_main:
-        print(
-            f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "
-            f"{trainer.total_steps()} steps, {config.amp} on {trainer.device}) -> {config.out}"
-        )
-    summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
+        if trainer.dist.is_main:
+            print(
+                f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "
+                f"{trainer.total_steps()} steps, {config.amp} on {trainer.device}) -> {config.out}"
+            )
+        summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if trainer.dist.is_main:
         print(f"checkpoint: {summary.checkpoint}")
         print(f"samples:    {summary.samples[-1] if summary.samples else '-'}")

@@ -5,12 +5,20 @@ else (step, configuration, optimiser hyper-parameters, scheduler and gradient-sc
 JSON in the file's metadata under the key ``imgtrans``. A checkpoint is written to a temporary
 file in the same folder, flushed to disk and renamed over the old one, so a crash or a full disk
 never leaves a half-written checkpoint behind.
+
+The metadata also holds the SHA-256 of every tensor's name, type, shape and bytes; loading checks
+it, so a file damaged on disk (zeroed blocks, bit rot, a bad copy) is refused rather than resumed
+from. The checkpoint it replaces is kept as ``previous.safetensors`` (when it was good), and
+[load_good_checkpoint][imgtrans.store.checkpoint.load_good_checkpoint] falls back to it. Files
+written before checksums (imgtrans 0.2) load unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,15 @@ from imgtrans.store.config import ModelConfig
 from imgtrans.io import atomic_write
 
 FORMAT = "imgtrans-checkpoint-1"
+PREVIOUS = "previous.safetensors"
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or whose contents do not match its checksum."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """A damaged checkpoint was passed over for the previous good one."""
 
 
 @dataclass
@@ -32,6 +49,7 @@ class Checkpoint:
 
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any]
+    path: Path | None = None
 
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors whose names start with ``prefix + "."``, with the prefix removed."""
@@ -92,9 +110,63 @@ def save_checkpoint(
         opt_tensors, optimizer_meta[name] = optimizer_to_tensors(f"optim.{name}", optimizer)
         tensors.update(opt_tensors)
     tensors.update(rng_tensors())
-    meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata={"imgtrans": json.dumps(meta)}))
+    meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta, "sha256": tensors_sha256(tensors)}
+    path = Path(path)
+    keep_previous(path, meta.get("step"))
+    atomic_write(path, lambda temporary: _save_file(tensors, temporary, {"imgtrans": json.dumps(meta)}))
+
+
+def _save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as error:  # safetensors reports a failed write (a full disk) as its own error
+        raise OSError(f"safetensors could not write it ({error})") from None
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``previous.safetensors`` beside ``last.safetensors``."""
+    path = Path(path)
+    return path.with_name(PREVIOUS) if path.name == "last.safetensors" else path.with_suffix(".previous.safetensors")
+
+
+def keep_previous(path: Path, step: int | None = None) -> None:
+    """Before ``path`` is replaced, keep it as [previous_path][imgtrans.store.checkpoint.previous_path], if it is good.
+
+    A hard link to a temporary name renamed over the previous one: the rotation is atomic, and
+    ``path`` itself is never absent. A damaged ``path`` is not kept (the older good one stays), nor
+    one of the same ``step`` as its replacement (the previous one stays an earlier state).
+    """
+    if not path.is_file():
+        return
+    try:
+        kept_step = load_checkpoint(path).meta.get("step")
+    except ValueError:
+        return
+    if step is not None and kept_step == step:
+        return
+    previous = previous_path(path)
+    temporary = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, temporary)
+        except OSError:  # a file system without hard links: a copy
+            atomic_write(temporary, path.read_bytes())
+        os.replace(temporary, previous)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names, types, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)};".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -107,16 +179,52 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {error})") from None
+        raise DamagedCheckpointError(
+            f"{path} is not a readable checkpoint (corrupt or truncated safetensors: {error})"
+        ) from None
     if "imgtrans" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not an imgtrans training checkpoint")
     try:
         meta = json.loads(metadata["imgtrans"])
     except ValueError:
-        raise ValueError(f"{path} has unreadable metadata: it is damaged") from None
+        raise DamagedCheckpointError(f"{path} has unreadable metadata: it is damaged") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has checkpoint format {meta.get('format')!r}; this imgtrans reads {FORMAT!r}")
-    return Checkpoint(tensors, meta)
+    if "sha256" in meta and tensors_sha256(tensors) != meta["sha256"]:
+        raise DamagedCheckpointError(
+            f"{path} is damaged: its contents do not match the checksum they were saved with (a disk or copy error)"
+        )
+    return Checkpoint(tensors, meta, path)
+
+
+def load_good_checkpoint(path: str | os.PathLike, warn: bool = True) -> Checkpoint:
+    """The checkpoint at ``path``, or, when it is damaged or missing, the previous good one beside it.
+
+    Falling back is said in one warning ([DamagedCheckpointWarning][imgtrans.store.checkpoint.DamagedCheckpointWarning])
+    naming both files and the step resumed from; ``checkpoint.path`` says which file was read.
+
+    Raises:
+        DamagedCheckpointError: ``path`` is damaged and there is no good previous checkpoint.
+        FileNotFoundError: neither file exists.
+    """
+    path = Path(path)
+    try:
+        return load_checkpoint(path)
+    except (DamagedCheckpointError, FileNotFoundError) as problem:
+        previous = previous_path(path)
+        try:
+            checkpoint = load_checkpoint(previous)
+        except (ValueError, FileNotFoundError):
+            if isinstance(problem, DamagedCheckpointError) and previous.exists():
+                raise DamagedCheckpointError(f"{problem}; the previous checkpoint {previous} is damaged too") from None
+            raise problem from None
+        if warn:
+            warnings.warn(
+                DamagedCheckpointWarning(f"{problem}; using the previous checkpoint {previous} "
+                                         f"(step {checkpoint.meta.get('step')}) instead"),
+                stacklevel=2,
+            )  # fmt: skip
+        return checkpoint
 
 
 def model_config(meta: dict[str, Any], source: str = "the checkpoint") -> ModelConfig:

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from imgtrans.io import atomic_write, remove_stale_temporaries
-from imgtrans.store.checkpoint import load_checkpoint
+from imgtrans.store.checkpoint import load_good_checkpoint, previous_path
 
 LOCK_FILE = ".lock"
 HISTORY = ("checkpoints", "log.jsonl", "samples", "model", "best", "tensorboard")
@@ -198,28 +199,36 @@ def _logged_step(line: str) -> int | None:
 
 # ------------------------------------------------------------------------ good checkpoints only
 def kept(checkpoint: Path) -> str:
-    """Which checkpoint a failure leaves, in words."""
-    if not checkpoint.exists():
+    """Which checkpoint a failure leaves, in words (the previous one, when the last is damaged)."""
+    if not checkpoint.exists() and not previous_path(checkpoint).exists():
         return "no checkpoint was written"
     try:
-        step = load_checkpoint(checkpoint).meta["step"]
+        good = load_good_checkpoint(checkpoint, warn=False)  # checked against its checksum
+        return f"the last good checkpoint is {good.path} (step {good.meta['step']})"
     except (ValueError, OSError, KeyError):
         return f"the checkpoint {checkpoint} was left as it was"
-    return f"the last good checkpoint is {checkpoint} (step {step})"
+
+
+class WriteError(OSError):
+    """A failed write of a run's file (a full or read-only disk), said in one line with what was kept."""
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @contextlib.contextmanager
-def writing(what: str, path: Path, checkpoint: Path) -> Iterator[None]:
+def writing(what: str, path: Path, checkpoint: Path, then: str = "then resume the run") -> Iterator[None]:
     """Turn a failed write of ``what`` to ``path`` into one line that says what was kept."""
     try:
         yield
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise OSError(
-            error.errno,
+    except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
+        reason = getattr(error, "strerror", None) or str(error)
+        failure = WriteError(
             f"cannot write {what} {path}: {reason}. Nothing was lost: {kept(checkpoint)}; free some space "
-            "(or make the folder writable), then resume the run",
-        ) from None
+            f"(or make the folder writable), {then}"
+        )
+        failure.errno = getattr(error, "errno", None)
+        raise failure from None
 
 
 def non_finite_tensors(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> list[str]:

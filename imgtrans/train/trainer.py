@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from imgtrans.data.paired import PairedImageDataset
 from imgtrans.devices import resolve_device
-from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
+from imgtrans.store.checkpoint import load_good_checkpoint, model_config, previous_path, optimizer_from_tensors, restore_rng, save_checkpoint
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
 from imgtrans.train.distributed import Distributed
@@ -289,7 +289,7 @@ class Trainer:
         main = self.dist.is_main
         if hasattr(self.train_data, "verify"):  # a damaged file is found now, not hours in
             self.train_data.verify()
-        if resume and self.checkpoint_path.is_file():
+        if resume and (self.checkpoint_path.is_file() or previous_path(self.checkpoint_path).is_file()):
             self.load(self.checkpoint_path)
         if resume and main:
             trim_log(self.out / "log.jsonl", self.step)
@@ -419,10 +419,16 @@ class Trainer:
         return writing(what, path, self.checkpoint_path)
 
     def load(self, path: Path) -> None:
-        """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first")
-        checkpoint = load_checkpoint(path)
+        """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint.
+
+        A damaged checkpoint (its checksum does not match) is refused with a warning, and the
+        previous good one beside it is used (see [load_good_checkpoint][imgtrans.store.checkpoint.load_good_checkpoint]).
+        """
+        try:
+            checkpoint = load_good_checkpoint(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first") from None
+        path = checkpoint.path
         saved, current = model_config(checkpoint.meta, str(path)), self.model.config
         if (saved.name, saved.arguments) != (current.name, current.arguments):
             raise ValueError(
