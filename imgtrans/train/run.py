@@ -8,7 +8,9 @@ A user's run is their property. [RunFolder][imgtrans.train.run.RunFolder] makes 
   by a killed process never blocks the next run: nothing has to be "recovered" by hand.
 - **no silent overwrite.** A folder that already holds a run (a checkpoint, a log, samples or an
   exported model) is continued only when asked (``resume``), replaced only when asked
-  (``overwrite``); otherwise starting fails and names the three ways on.
+  (``overwrite``); otherwise starting fails and names the three ways on. Replacing removes only
+  the files the run wrote (see [imgtrans.train.manifest][imgtrans.train.manifest]); the user's
+  own files in the folder stay.
 - **no leftovers.** Unfinished files of writers that died (``.NAME.tmp-PID``, ``.NAME.part-PID``)
   are removed when a run starts.
 
@@ -22,7 +24,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from imgtrans.io import atomic_write, remove_stale_temporaries
+from imgtrans.train.manifest import remove_run, written_files
 from imgtrans.store.checkpoint import load_good_checkpoint, previous_path
 
 LOCK_FILE = ".lock"
@@ -60,7 +62,7 @@ class RunExistsError(FileExistsError):
     def _message(self, resume: str, overwrite: str, other: str) -> str:
         return (
             f"{self.folder} already holds a run ({', '.join(self.found)}); nothing was changed. To continue it use "
-            f"{resume}, to replace it use {overwrite}, or train into {other}"
+            f"{resume}, to replace it use {overwrite} (it removes only the files the run wrote), or train into {other}"
         )
 
 
@@ -115,34 +117,39 @@ class RunFolder:
             self._handle = None
 
     def history(self) -> list[str]:
-        """What of a run the folder holds (``checkpoints``, ``log.jsonl``...), in ``HISTORY`` order."""
-        found = []
-        for name in HISTORY:
-            path = self.folder / name
-            if path.is_file() and path.stat().st_size > 0 or path.is_dir() and any(path.iterdir()):
-                found.append(name)
-        return found
+        """What of a run the folder holds (``checkpoints``, ``log.jsonl``...), in ``HISTORY`` order.
 
-    def prepare(self, *, resume: bool, overwrite: bool) -> None:
+        Only what a run wrote counts (see [imgtrans.train.manifest][]): a folder holding the user's
+        own files alone holds no run.
+        """
+        written = [p.relative_to(self.folder).parts[0] for p in written_files(self.folder) if p.stat().st_size > 0]
+        return [name for name in HISTORY if name in written]
+
+    def prepare(self, *, resume: bool, overwrite: bool) -> str | None:
         """Check what starting may do to the folder, then clear the leftovers of dead writers.
+
+        Returns, after an overwrite, what was removed and what was kept, in a line.
 
         Raises:
             RunExistsError: the folder holds a run, and neither ``resume`` nor ``overwrite`` is set.
             ValueError: both are set.
         """
         if not self.active:
-            return
+            return None
         if resume and overwrite:
             raise ValueError("resume continues the run in the folder and overwrite replaces it: choose one")
-        found = self.history()
+        found, said = self.history(), None
         if found and overwrite:
-            for name in found:
-                path = self.folder / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed, kept = remove_run(self.folder)
+            said = f"replaced the run in {self.folder}: removed the {len(removed)} files it wrote ({', '.join(found)})"
+            if kept:
+                shown = ", ".join(str(p.relative_to(self.folder)) for p in kept[:3]) + (", ..." if len(kept) > 3 else "")
+                said += f"; kept {len(kept)} other files ({shown})"
         elif found and not resume:
             raise RunExistsError(self.folder, found)
         for folder in (self.folder, *(p for p in self.folder.rglob("*") if p.is_dir())):
             remove_stale_temporaries(folder)
+        return said
 
 
 def _describe(text: str) -> str:

@@ -33,14 +33,15 @@ from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
 from imgtrans.train.distributed import Distributed
 from imgtrans.train.loading import epoch_batches
-from imgtrans.train.loggers import RunLoggers, require
+from imgtrans.train.loggers import LOG_FILE, TENSORBOARD_DIR, RunLoggers, require
+from imgtrans.train.manifest import Manifest
 from imgtrans.train.objective import StepContext, TrainableModel
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
 from imgtrans.train.signals import StopRequest, stop_requests
-from imgtrans.train.validation import Validator
+from imgtrans.train.validation import BEST_FILE, Validator
 
 __all__ = ["NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
 
@@ -124,6 +125,7 @@ class Trainer:
         self.train_data, self.sample_data = self._datasets(train_data, sample_data)
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoints" / "last.safetensors"
+        self.manifest = Manifest(self.out, active=self.dist.is_main)  # what the run wrote (train.manifest)
 
         # The fused Adam kernel updates all parameters in one pass (same update, less memory traffic).
         adam = dict(lr=config.lr, betas=config.betas, fused=self.device.type in ("cpu", "cuda"))
@@ -282,7 +284,10 @@ class Trainer:
         finishes the current step, saves a checkpoint and returns with ``interrupted=True``.
         """
         with RunFolder(self.out, active=self.dist.is_main) as run:
-            run.prepare(resume=resume, overwrite=overwrite)
+            replaced = run.prepare(resume=resume, overwrite=overwrite)
+            if replaced:
+                print(replaced)
+            self.manifest = Manifest(self.out, active=self.dist.is_main)
             return self._fit(resume)
 
     def _fit(self, resume: bool) -> RunSummary:
@@ -297,6 +302,8 @@ class Trainer:
             self.validator.restore()
         per_epoch, total = self.steps_per_epoch(), self.total_steps()
         log = RunLoggers(self.out, self.config.log_to, resume_step=self.step if resume else None) if main else None
+        if main:
+            self.manifest.add(self.out / LOG_FILE)
         samples = [self._sample(log)] if main and self.step == 0 else []
         bar = tqdm(total=total, initial=self.step, disable=not main, unit="step", dynamic_ncols=True)
         interrupted = False
@@ -338,6 +345,7 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+                self.manifest.add_matching(self.out / TENSORBOARD_DIR, "events.out.tfevents.")
         if interrupted and main:
             print(f"interrupted: saved {self.checkpoint_path} at step {self.step}; resume with --resume")
         summary = RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
@@ -352,6 +360,7 @@ class Trainer:
 
     def _sample(self, log: RunLoggers | None) -> Path:
         path = self.write_samples()
+        self.manifest.add(path)
         if log is not None:
             log.image(self.step, path)
         return path
@@ -359,6 +368,9 @@ class Trainer:
     def _validate(self, log: RunLoggers | None, bar) -> float:
         """Validate now (rank 0), log the scores, keep the best model; returns the seconds it took."""
         scores = self.validator.validate(self.model, self.step)
+        if self.validator.best is not None and self.validator.directory.is_dir():
+            self.manifest.add_model(self.validator.directory)
+            self.manifest.add(*self.validator.directory.glob(BEST_FILE))
         record = {"step": self.step, "epoch": self.step / self.steps_per_epoch(), **scores}
         if log is not None:
             log.record(record)
@@ -413,6 +425,7 @@ class Trainer:
             }
             with self._writing("the checkpoint", self.checkpoint_path):
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
+                self.manifest.add(self.checkpoint_path, *[p for p in [previous_path(self.checkpoint_path)] if p.is_file()])
         return self.checkpoint_path
 
     def _writing(self, what: str, path: Path) -> contextlib.AbstractContextManager:
@@ -458,4 +471,6 @@ class Trainer:
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
-            return save_pretrained(self.model, self.out / "model")
+            folder = save_pretrained(self.model, self.out / "model")
+            self.manifest.add_model(folder)
+            return folder
