@@ -86,3 +86,42 @@ def test_a_signal_to_the_process_group_with_loading_processes_saves_the_last_ste
         assert [r["step"] for r in logged(run)] == list(range(1, step + 1))
         assert f"interrupted: saved {run / 'checkpoints' / 'last.safetensors'} at step {step}" in out
     print(f"\n{name}: seconds from the signal to the checkpoint on disk: {', '.join(f'{s:.2f}' for s in seconds)}")
+
+
+# ---------------------------------------------------------------------------------- closed pipes
+def finished(run: Path, steps: int) -> None:
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"] == steps
+    assert [r["step"] for r in logged(run)] == list(range(1, steps + 1))  # log.jsonl kept recording
+    assert (run / "model" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("streams, buffered", [("1", False), ("2>&1", False), ("1", True)])
+def test_train_piped_into_head_finishes_its_run(tmp_path, data, streams, buffered):
+    run = tmp_path / "run"
+    command = " ".join(f"'{a}'" for a in train_argv(data, run, "--max-steps", "8", "--workers", "0"))
+    env = {k: v for k, v in ENV.items() if not (buffered and k == "PYTHONUNBUFFERED")}
+    redirect = "2>&1" if streams == "2>&1" else ""
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {command} {redirect} | head -c 20; echo; exit ${{PIPESTATUS[0]}}"],
+                            env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    finished(run, 8)
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "both"])
+def test_a_reader_that_goes_away_mid_run_loses_nothing(tmp_path, data, closed):
+    """As a killed ``tee``: the pipe's reading end closes while the run writes to it."""
+    run = tmp_path / "run"
+    process = subprocess.Popen(train_argv(data, run, "--max-steps", "12", "--workers", "0"), env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    wait_for_steps(run, 2, process)
+    for name in ("stdout", "stderr"):
+        if closed in (name, "both"):
+            getattr(process, name).close()
+    kept = process.stderr if closed == "stdout" else process.stdout if closed == "stderr" else None
+    text = kept.read().decode() if kept is not None else ""
+    assert process.wait(timeout=300) == 0, text
+    assert "Traceback" not in text, text
+    if closed == "stdout":
+        assert text.count("the standard output was closed") == 1
+    finished(run, 12)

@@ -14,6 +14,7 @@ from imgtrans.cli.common import add_settings_flags, given_settings, warnings_as_
 from imgtrans.data.downloads import resolve_data
 from imgtrans.registry import did_you_mean, list_models
 from imgtrans.train import TrainConfig, Trainer
+from imgtrans.train.output import dropping_output
 from imgtrans.train.validation import format_validation_summary
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -84,14 +85,18 @@ def default_out(model: str | None, resume: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    with warnings_as_lines("imgtrans train"):
-        trainer = Trainer(config)
-        if trainer.dist.is_main:
-            print(
-                f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "
-                f"{trainer.total_steps()} steps, {config.amp} on {trainer.device}) -> {config.out}"
-            )
-        summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
+    with dropping_output(), warnings_as_lines("imgtrans train"):  # a closed pipe or terminal never ends the run
+        return _train(args, config)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig) -> int:
+    trainer = Trainer(config)
+    if trainer.dist.is_main:
+        print(
+            f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "
+            f"{trainer.total_steps()} steps, {config.amp} on {trainer.device}) -> {config.out}"
+        )
+    summary = trainer.fit(resume=args.resume, overwrite=args.overwrite)
     if trainer.dist.is_main:
         print(f"checkpoint: {summary.checkpoint}")
         print(f"samples:    {summary.samples[-1] if summary.samples else '-'}")
@@ -102,4 +107,3 @@ def run(args: argparse.Namespace) -> int:
             print(format_validation_summary(summary))
     trainer.dist.close()
     return summary.exit_status or (130 if summary.interrupted else 0)
-
