@@ -125,3 +125,54 @@ def test_a_reader_that_goes_away_mid_run_loses_nothing(tmp_path, data, closed):
     if closed == "stdout":
         assert text.count("the standard output was closed") == 1
     finished(run, 12)
+
+
+# ------------------------------------------------------------------------- data that goes bad
+def delete(path: Path) -> None:
+    path.unlink()
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def corrupt(path: Path) -> None:
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2000))
+
+
+BREAK = {"deleted": delete, "truncated": truncate, "corrupted": corrupt}
+
+
+def break_mid_run(tmp_path: Path, data: Path, how: str, workers: str, *extra: str):
+    """Train on a copy of ``data``, break one file after some steps; returns (process result, run, file)."""
+    copy = tmp_path / "data"
+    subprocess.run(["cp", "-a", str(data), str(copy)], check=True)
+    run, victim = tmp_path / "run", sorted(copy.iterdir())[1]
+    process = subprocess.Popen(train_argv(copy, run, "--max-steps", "40", "--workers", workers, *extra), env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for_steps(run, 3, process)
+    BREAK[how](victim)
+    out, err = process.communicate(timeout=300)
+    return process.returncode, out, err, run, victim
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.parametrize("how", list(BREAK))
+def test_a_file_that_goes_bad_mid_run_saves_the_steps_then_names_it(tmp_path, data, how, workers):
+    status, out, err, run, victim = break_mid_run(tmp_path, data, how, workers)
+    assert status == 2, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert str(victim) in lines[0] and "Training stopped after step" in lines[0] and "--skip-bad-images" in lines[0]
+    step = load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"]
+    assert step == logged(run)[-1]["step"] >= 3 and f"(step {step})" in lines[0]
+
+
+@pytest.mark.parametrize("how", ["deleted", "corrupted"])
+def test_skip_bad_images_counts_and_logs_each_skip_and_finishes(tmp_path, data, how):
+    status, out, err, run, victim = break_mid_run(tmp_path, data, how, "2", "--skip-bad-images")
+    assert status == 0, err
+    skips = [r for r in logged(run) if "skipped" in r]
+    assert skips and all(str(victim) in r["skipped"] for r in skips)
+    assert [r["skipped_images"] for r in skips] == list(range(1, len(skips) + 1))
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"] == 40

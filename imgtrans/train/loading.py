@@ -51,6 +51,13 @@ def one_line_errors(batches: Iterator[dict], stopping: Callable[[], bool] = lamb
     last line of that traceback is the error itself. After a stop request (``stopping()``), a
     failing loader ends the batches instead: the run stops and saves as asked.
     """
+    try:
+        yield from _one_line_errors(batches, stopping)
+    finally:
+        shut_down(batches)
+
+
+def _one_line_errors(batches: Iterator[dict], stopping: Callable[[], bool]) -> Iterator[dict]:
     while True:
         try:
             batch = next(batches)
@@ -71,3 +78,19 @@ def one_line_errors(batches: Iterator[dict], stopping: Callable[[], bool] = lamb
             raise raised from None
         yield batch
 
+
+def shut_down(batches: Iterator[dict]) -> None:
+    """Stop the loading processes of ``batches`` now, whatever ended the epoch.
+
+    They ignore ``SIGTERM`` (see [imgtrans.train.signals][]), which is how PyTorch ends a worker
+    that does not stop when asked, and how ``multiprocessing`` ends daemons at exit: so they are
+    asked here (PyTorch's own shutdown), and one that is still alive after it is killed.
+    """
+    shutdown = getattr(batches, "_shutdown_workers", None)  # PyTorch's multiprocessing iterator only
+    if shutdown is None:
+        return
+    shutdown()
+    for worker in getattr(batches, "_workers", ()):
+        if worker.is_alive():
+            worker.kill()
+            worker.join(timeout=10)

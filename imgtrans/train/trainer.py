@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -26,12 +27,14 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from imgtrans.data.paired import PairedImageDataset
+from imgtrans.data.paired import BadImageError
 from imgtrans.devices import resolve_device
-from imgtrans.store.checkpoint import load_good_checkpoint, model_config, previous_path, optimizer_from_tensors, restore_rng, save_checkpoint
+from imgtrans.store.checkpoint import load_good_checkpoint, previous_path, save_checkpoint
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
+from imgtrans.train.datasets import overlap, run_datasets, validation_dataset
 from imgtrans.train.distributed import Distributed
+from imgtrans.train.failures import DataError, NonFiniteLossError, SampleWarning
 from imgtrans.train.loading import epoch_batches
 from imgtrans.train.loggers import LOG_FILE, TENSORBOARD_DIR, RunLoggers, require
 from imgtrans.train.manifest import Manifest
@@ -40,23 +43,11 @@ from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, 
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
+from imgtrans.train.state import lr_factor, restore
 from imgtrans.train.signals import StopRequest, stop_requests
 from imgtrans.train.validation import BEST_FILE, Validator
 
-__all__ = ["NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss or weight; the last good checkpoint was left intact."""
-
-
-def lr_factor(epochs: int, epochs_decay: int):
-    """Constant for ``epochs`` epochs, then linear decay over ``epochs_decay`` more (as the reference code)."""
-
-    def factor(epoch: int) -> float:
-        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
-
-    return factor
+__all__ = ["DataError", "NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
 
 
 class Trainer:
@@ -122,7 +113,9 @@ class Trainer:
         if config.compile:
             for network in networks_of(self.model).values():
                 network.compile()
-        self.train_data, self.sample_data = self._datasets(train_data, sample_data)
+        self.train_data, self.sample_data = run_datasets(
+            config, self.direction, self._model_channels(), self.dist.world_size, train_data, sample_data
+        )
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoints" / "last.safetensors"
         self.manifest = Manifest(self.out, active=self.dist.is_main)  # what the run wrote (train.manifest)
@@ -146,6 +139,7 @@ class Trainer:
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._images = 0
         self._stop = StopRequest()  # replaced by the live one while fit() runs
+        self._skipped, self._sample_failed = 0, False
 
     @property
     def scaler(self) -> torch.amp.GradScaler:
@@ -172,32 +166,16 @@ class Trainer:
         args = self.model.config.arguments
         return args.get("in_channels", 3), args.get("out_channels", 3)
 
-    def _datasets(self, train_data: Dataset | None, sample_data: Dataset | None) -> tuple[Dataset, Dataset]:
-        c = self.config
-        if train_data is None:
-            if c.data is None:
-                raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
-            in_ch, out_ch = self._model_channels()
-            common = dict(direction=self.direction, in_channels=in_ch, out_channels=out_ch, seed=c.seed,
-                          check_pairs=c.check_pairs)  # fmt: skip
-            train_data = PairedImageDataset(c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
-            if sample_data is None:
-                sample_data = PairedImageDataset(c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
-        if len(train_data) < self.dist.world_size:
-            raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
-        return train_data, sample_data if sample_data is not None else train_data
-
     def _validator(self, val_data: Dataset | None) -> Validator | None:
         """Validation on ``val_data``, or on the folder ``config.val_data``, or none (rank 0 only)."""
         c = self.config
         if val_data is None and c.val_data is None:
             return None
         if val_data is None:
-            in_ch, out_ch = self._model_channels()
-            val_data = PairedImageDataset(
-                c.val_data, direction=self.direction, in_channels=in_ch, out_channels=out_ch,
-                load_size=c.crop_size, crop_size=c.crop_size, train=False, seed=c.seed,
-            )  # fmt: skip
+            val_data = validation_dataset(c, self.direction, self._model_channels())
+        if shared := overlap(self.train_data, val_data):  # memory, not generalisation, would be measured
+            warnings.warn(f"{len(shared)} of the {len(val_data)} validation images are also training images "
+                          f"(e.g. {shared[0]}): validation scores will be optimistic; validate on held-out pairs")
         return Validator(
             val_data, self.out, c.val_metric, c.val_every, batch_size=8, device=self.device,
             data=c.val_data if c.val_data is not None else type(val_data).__name__,
@@ -293,7 +271,9 @@ class Trainer:
     def _fit(self, resume: bool) -> RunSummary:
         main = self.dist.is_main
         if hasattr(self.train_data, "verify"):  # a damaged file is found now, not hours in
-            self.train_data.verify()
+            if bad := self.train_data.verify():  # with skip_bad_images: said, then passed over
+                warnings.warn(f"{len(bad)} of the {len(self.train_data)} training images cannot be read and will be "
+                              f"skipped, e.g. {bad[0]}")
         if resume and (self.checkpoint_path.is_file() or previous_path(self.checkpoint_path).is_file()):
             self.load(self.checkpoint_path)
         if resume and main:
@@ -313,7 +293,7 @@ class Trainer:
                 self._stop = stop
                 while self.step < total and not interrupted:
                     epoch, start = divmod(self.step, per_epoch)
-                    for batch in self.batches(epoch, start):
+                    for batch in self._checked(self.batches(epoch, start), log):
                         self.train_step(batch)
                         self.step += 1
                         bar.update()
@@ -338,7 +318,7 @@ class Trainer:
             if validator is not None and not interrupted and (validator.last or {}).get("step") != self.step:
                 self._validate(log, bar)  # the last model's scores, for the summary
             self.save()
-            if main and (not samples or samples[-1].stem != f"step-{self.step:06d}"):
+            if main and (not samples or samples[-1] is None or samples[-1].stem != f"step-{self.step:06d}"):
                 samples.append(self._sample(log))
             model_dir = self.export() if main and not interrupted else None
         finally:
@@ -348,6 +328,7 @@ class Trainer:
                 self.manifest.add_matching(self.out / TENSORBOARD_DIR, "events.out.tfevents.")
         if interrupted and main:
             print(f"interrupted: saved {self.checkpoint_path} at step {self.step}; resume with --resume")
+        samples = [path for path in samples if path is not None]
         summary = RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
         summary.exit_status = self._stop.exit_status if interrupted else 0
         if self.validator is not None:
@@ -358,8 +339,39 @@ class Trainer:
         summary.train_seconds = time.perf_counter() - started - summary.val_seconds
         return summary
 
-    def _sample(self, log: RunLoggers | None) -> Path:
-        path = self.write_samples()
+    def _checked(self, batches: Iterator[dict], log: RunLoggers | None) -> Iterator[dict]:
+        """``batches``; a loading failure saves the last finished step first, then is said in one line.
+
+        With ``skip_bad_images``, each unreadable file a batch stood in for is logged (``skipped``).
+        """
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (OSError, ValueError, RuntimeError) as error:
+                self.save()  # the steps so far are kept before the run stops
+                raise DataError(str(error), self.step, self._kept()) from None
+            for problem in (p for text in batch.pop("skipped", ()) for p in text.split("\n") if p):
+                self._skipped += 1
+                if log is not None:
+                    log.record({"step": self.step + 1, "skipped": problem, "skipped_images": self._skipped})
+            yield batch
+
+    def _sample(self, log: RunLoggers | None) -> Path | None:
+        """A sample grid; a failed write (a full disk) is said once and training goes on without it."""
+        path = self.out / "samples" / f"step-{self.step:06d}.png"
+        try:
+            self.write_samples()
+        except BadImageError as error:  # a sample image went bad: as in a batch, the steps so far are kept
+            self.save()
+            raise DataError(str(error), self.step, self._kept()) from None
+        except OSError as error:
+            if not self._sample_failed:
+                self._sample_failed = True
+                warnings.warn(SampleWarning(f"cannot write the sample grid {path}: {error.strerror or error}; training "
+                                            f"goes on without sample grids until they can be written ({self._kept()})"))
+            return None
         self.manifest.add(path)
         if log is not None:
             log.image(self.step, path)
@@ -441,27 +453,7 @@ class Trainer:
             checkpoint = load_good_checkpoint(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first") from None
-        path = checkpoint.path
-        saved, current = model_config(checkpoint.meta, str(path)), self.model.config
-        if (saved.name, saved.arguments) != (current.name, current.arguments):
-            raise ValueError(
-                f"{path} holds a different model ({saved.name} {saved.arguments}) than this run "
-                f"({current.name} {current.arguments}); use another --out"
-            )
-        self.model.load_state_dict(checkpoint.section("model"), strict=True)
-        for name, optimizer in self.optimizers.items():
-            state = optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name])
-            optimizer.load_state_dict(state)
-        for name, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
-            # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
-            scheduler.base_lrs = [self.config.lr] * len(scheduler.base_lrs)
-            for group, factor in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas):
-                group.update(initial_lr=self.config.lr, lr=self.config.lr * factor(scheduler.last_epoch))
-                group["betas"] = self.config.betas
-        self.scaler.load_state_dict(checkpoint.meta["scaler"])
-        self.step = checkpoint.meta["step"]
-        restore_rng(checkpoint)
+        self.step = restore(checkpoint, self.model, self.optimizers, self.schedulers, self.scaler, self.config)
 
     def write_samples(self) -> Path:
         """Save input | output | target for the first ``num_samples`` sample images."""
