@@ -197,6 +197,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(tensors, meta, path)
 
 
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step a checkpoint records, from its metadata alone (no tensor is read); ``None`` if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})["imgtrans"]).get("step")
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_good_checkpoint(path: str | os.PathLike, warn: bool = True) -> Checkpoint:
     """The checkpoint at ``path``, or, when it is damaged or missing, the previous good one beside it.
 

@@ -463,6 +463,6 @@ class Trainer:
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
-            folder = save_pretrained(self.model, self.out / "model")
+            folder = save_pretrained(self.model, self.out / "model", step=self.step)
             self.manifest.add_model(folder)
             return folder
