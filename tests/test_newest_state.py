@@ -92,3 +92,39 @@ def test_a_finished_run_loads_its_export_and_says_its_step(tmp_path, data, caplo
     assert "model at step 3" in caplog.text
     shutil.rmtree(run / "model")  # a run stopped before its export: the checkpoint
     assert load_model(run).loaded_step == 3
+
+
+# ---------------------------------------------------------------------- resumes that change a step
+def test_resuming_with_another_batch_size_or_data_is_said_recorded_and_keeps_the_epochs(tmp_path, data, capsys):
+    run = tmp_path / "run"
+    argv = train_argv(data, run, "--epochs", "4", "--epochs-decay", "2")
+    assert main([*argv, "--max-steps", "4"]) == 0  # batch 2, 4 images: 2 steps an epoch, 2 epochs done
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out", str(run), "--batch-size", "4", "--max-steps", "none"]) == 0  # 1 step an epoch now
+    err = capsys.readouterr().err
+    assert "resuming at step 4 (epoch 2) with changed settings: batch_size 2 -> 4" in err
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert history == [{**history[0], "step": 4, "epoch": 2.0, "steps_per_epoch": 1, "changed": {"batch_size": [2, 4]}}]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]  # 2 more epochs of 1 step: 4 epochs in all, not 8
+    assert [r["epoch"] for r in log] == [0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
+    assert log[-1]["lr"] == pytest.approx(2e-4 / 3)  # the schedule's last epoch, as in an unchanged run
+
+    more = write_ab_folder(SyntheticFacades(8, 36, seed=2), tmp_path / "more")
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "6", "--data", str(more)]) == 0
+    err = capsys.readouterr().err
+    assert "with changed settings: data" in err and "epochs 4 -> 6" in err
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert len(history) == 2 and history[1]["step"] == 6 and history[1]["steps_per_epoch"] == 2
+    assert load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"] == 6 + 2 * 2  # 2 epochs of 2 steps
+
+
+def test_validation_data_that_overlaps_the_training_data_is_warned(tmp_path, data, capsys):
+    val = tmp_path / "val"
+    val.mkdir()
+    for name in sorted(p.name for p in data.iterdir())[:2]:
+        shutil.copy(data / name, val / name)  # copies: other paths, the same files
+    assert main([*train_argv(data, tmp_path / "run", "--max-steps", "1"), "--val-data", str(val)]) == 0
+    assert "2 of the 2 validation images are also training images" in capsys.readouterr().err
+    assert main([*train_argv(data, tmp_path / "run2", "--max-steps", "1"), "--val-data", str(data)]) == 0
+    assert "4 of the 4 validation images are also training images" in capsys.readouterr().err

@@ -10,12 +10,28 @@ cheaply (same name and size, then same SHA-256), and the trainer warns.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 
 from imgtrans.data.paired import PairedImageDataset
-from imgtrans.train.settings import TrainConfig
+from imgtrans.store.config import ModelConfig
+from imgtrans.train.settings import SettingError, TrainConfig
+from imgtrans.train.validation import Validator
+
+
+def resolve_direction(config: TrainConfig, model: ModelConfig, needed: bool) -> str | None:
+    """``config.direction``, else the model configuration's; required when the trainer reads a folder of pairs."""
+    direction = config.direction or model.direction
+    if direction is None and needed:
+        raise SettingError(
+            "direction",
+            f"is needed: {model.name} is not made for one dataset, so say which half of the AB "
+            "images is the input: AtoB or BtoA (facades labels -> photo is BtoA)",
+        )
+    return direction
 
 
 def run_datasets(
@@ -42,6 +58,26 @@ def validation_dataset(config: TrainConfig, direction: str | None, channels: tup
     return PairedImageDataset(
         config.val_data, direction=direction, in_channels=channels[0], out_channels=channels[1],
         load_size=config.crop_size, crop_size=config.crop_size, train=False, seed=config.seed,
+    )  # fmt: skip
+
+
+def run_validator(
+    config: TrainConfig, direction: str | None, channels: tuple[int, int], train: Dataset, val_data: Dataset | None,
+    device: torch.device,
+) -> Validator | None:
+    """Validation on ``val_data``, or on the folder ``config.val_data``, or none; a warning if it overlaps ``train``."""
+    c = config
+    if val_data is None and c.val_data is None:
+        return None
+    if val_data is None:
+        val_data = validation_dataset(c, direction, channels)
+    if shared := overlap(train, val_data):  # memory, not generalisation, would be measured
+        warnings.warn(f"{len(shared)} of the {len(val_data)} validation images are also training images "
+                      f"(e.g. {shared[0]}): validation scores will be optimistic; validate on held-out pairs")
+    return Validator(
+        val_data, Path(c.out), c.val_metric, c.val_every, batch_size=8, device=device,
+        data=c.val_data if c.val_data is not None else type(val_data).__name__,
+        inception_weights=c.inception_weights,
     )  # fmt: skip
 
 

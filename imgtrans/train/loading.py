@@ -44,6 +44,18 @@ def epoch_batches(
     return one_line_errors(batches, stopping)
 
 
+def checked(batches: Iterator[dict], failure: Callable[[Exception], Exception]) -> Iterator[dict]:
+    """``batches``, a loading failure (a file gone bad mid-run) raised as ``failure(error)`` says."""
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, ValueError, RuntimeError) as error:
+            raise failure(error) from None
+        yield batch
+
+
 def one_line_errors(batches: Iterator[dict], stopping: Callable[[], bool] = lambda: False) -> Iterator[dict]:
     """``batches``, with an error raised in a loading process re-raised as its own one-line message.
 

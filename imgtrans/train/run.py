@@ -181,6 +181,14 @@ class RunSummary:
     exit_status: int = 0
     """0 for a finished run; ``128 + signal`` for one stopped by a signal (130: Ctrl-C, 143: SIGTERM, 129: SIGHUP)."""
 
+    def add_validation(self, validator) -> None:
+        """The scores of a [Validator][imgtrans.train.validation.Validator] (or none)."""
+        if validator is None:
+            return
+        self.val_metric, self.last_scores, self.val_seconds = validator.metric, validator.last, validator.seconds
+        if validator.best is not None:
+            self.best, self.best_step, self.best_scores = validator.directory, validator.best.step, validator.best.scores
+
 
 def trim_log(path: Path, step: int) -> None:
     """Drop the log records after ``step`` (and a line cut short by a crash), atomically.

@@ -9,6 +9,8 @@ gradient scaler, step and random generators; the settings given on resume (``lr`
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -61,3 +63,65 @@ def restore(
     scaler.load_state_dict(checkpoint.meta["scaler"])
     restore_rng(checkpoint)
     return checkpoint.meta["step"]
+
+
+# ------------------------------------------------------------------------ epochs across resumes
+MEANING = ("data", "batch_size", "epochs", "epochs_decay", "load_size", "crop_size", "flip", "direction", "seed")
+"""Settings that change what a step or an epoch means, or the schedule a step is on."""
+
+
+@dataclass
+class EpochClock:
+    """Where a run is in epochs, when a resume changed how many steps an epoch has.
+
+    The run counted ``per_epoch`` steps an epoch since step ``origin_step``, at which it had done
+    ``origin_epoch`` epochs (0 and 0 for a run never changed). The epoch a step falls in, the
+    batch it starts at, the learning-rate schedule and the total of steps all follow from it, so
+    that doubling the batch size on resume neither repeats nor skips epochs of the schedule.
+    """
+
+    per_epoch: int
+    origin_step: int = 0
+    origin_epoch: float = 0.0
+
+    def position(self, step: int) -> int:
+        """Steps of the current size since the start of the run, at ``step``."""
+        return round(self.origin_epoch * self.per_epoch) + step - self.origin_step
+
+    def epochs(self, step: int) -> float:
+        """Epochs done at ``step``."""
+        return self.position(step) / self.per_epoch
+
+    def total(self, epochs: int, max_steps: int | None) -> int:
+        """The step at which ``epochs`` are done (or ``max_steps``, if smaller)."""
+        total = self.origin_step + epochs * self.per_epoch - round(self.origin_epoch * self.per_epoch)
+        return total if max_steps is None else min(total, max_steps)
+
+    def to_meta(self) -> dict:
+        return {"steps_per_epoch": self.per_epoch, "epoch_origin": [self.origin_step, self.origin_epoch]}
+
+    @classmethod
+    def resumed(cls, meta: dict, per_epoch: int, saved_per_epoch: int) -> "EpochClock":
+        """The clock of a run resumed from a checkpoint's ``meta`` with ``per_epoch`` steps an epoch now."""
+        origin_step, origin_epoch = meta.get("epoch_origin", (0, 0.0))
+        saved = cls(meta.get("steps_per_epoch", saved_per_epoch), origin_step, origin_epoch)
+        if saved.per_epoch == per_epoch:
+            return cls(per_epoch, origin_step, origin_epoch)
+        return cls(per_epoch, meta["step"], saved.epochs(meta["step"]))
+
+
+def resumed_clock(meta: dict, images: int, config: TrainConfig, world: int) -> tuple[EpochClock, dict[str, list]]:
+    """The epoch clock of a run resumed from a checkpoint's ``meta``, and the settings changed since."""
+    saved, saved_world = TrainConfig.from_checkpoint(meta["train_config"]), meta.get("world_size", 1)
+    per_epoch = math.ceil(math.ceil(images / world) / config.batch_size)
+    clock = EpochClock.resumed(meta, per_epoch, math.ceil(math.ceil(images / saved_world) / saved.batch_size))
+    return clock, changed_settings(meta["train_config"], config, saved_world, world)
+
+
+def changed_settings(saved: dict, current: TrainConfig, saved_world: int, world: int) -> dict[str, list]:
+    """The settings of ``MEANING`` (and the number of processes) that differ from a checkpoint's: ``{name: [old, new]}``."""
+    now = current.to_dict()
+    changed = {k: [saved.get(k), now[k]] for k in MEANING if k in saved and saved.get(k) != now[k]}
+    if saved_world != world:
+        changed["processes"] = [saved_world, world]
+    return changed

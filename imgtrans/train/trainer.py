@@ -32,10 +32,10 @@ from imgtrans.devices import resolve_device
 from imgtrans.store.checkpoint import load_good_checkpoint, previous_path, save_checkpoint
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
-from imgtrans.train.datasets import overlap, run_datasets, validation_dataset
+from imgtrans.train.datasets import resolve_direction, run_datasets, run_validator
 from imgtrans.train.distributed import Distributed
 from imgtrans.train.failures import DataError, NonFiniteLossError, SampleWarning
-from imgtrans.train.loading import epoch_batches
+from imgtrans.train.loading import checked, epoch_batches
 from imgtrans.train.loggers import LOG_FILE, TENSORBOARD_DIR, RunLoggers, require
 from imgtrans.train.manifest import Manifest
 from imgtrans.train.objective import StepContext, TrainableModel
@@ -43,9 +43,10 @@ from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, 
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
-from imgtrans.train.state import lr_factor, restore
+from imgtrans.train.state import EpochClock, lr_factor, restore, resumed_clock
+from imgtrans.train.history import record_history
 from imgtrans.train.signals import StopRequest, stop_requests
-from imgtrans.train.validation import BEST_FILE, Validator
+from imgtrans.train.validation import BEST_FILE
 
 __all__ = ["DataError", "NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
 
@@ -99,7 +100,7 @@ class Trainer:
                 "optimizer_parameters() and training_step() (see imgtrans.train.objective)"
             )
         reads_folders = train_data is None or val_data is None and config.val_data is not None
-        self.direction = self._resolve_direction(config, needed=reads_folders)
+        self.direction = resolve_direction(config, self.model.config, needed=reads_folders)
         self.config = config = dataclasses.replace(config, direction=self.direction)  # the run records it
         self.model.config = self.model.config.with_direction(self.direction)
         self.model.config.to_dict()  # checkpoints must be able to record it: refuse now, not at the first save
@@ -133,13 +134,17 @@ class Trainer:
             distributed_view(self.model, self.device, find_unused_parameters=config.freeze_encoder_steps > 0)
             if self.dist.enabled else self.model
         )  # fmt: skip
-        self.validator = self._validator(val_data) if self.dist.is_main else None
+        self.validator = (
+            run_validator(config, self.direction, self._model_channels(), self.train_data, val_data, self.device)
+            if self.dist.is_main else None
+        )  # fmt: skip
         self._val_postfix: dict[str, str] = {}
         self.step = 0
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._images = 0
         self._stop = StopRequest()  # replaced by the live one while fit() runs
         self._skipped, self._sample_failed = 0, False
+        self.clock: EpochClock | None = None  # set from the checkpoint on resume
 
     @property
     def scaler(self) -> torch.amp.GradScaler:
@@ -151,36 +156,9 @@ class Trainer:
         self.context.scaler = scaler
 
     # ----------------------------------------------------------------------------------- set-up
-    def _resolve_direction(self, config: TrainConfig, needed: bool):
-        """``config.direction``, else the model configuration's; required when the trainer reads a folder of pairs."""
-        direction = config.direction or self.model.config.direction
-        if direction is None and needed:
-            raise SettingError(
-                "direction",
-                f"is needed: {self.model.config.name} is not made for one dataset, so say which half of the AB "
-                "images is the input: AtoB or BtoA (facades labels -> photo is BtoA)",
-            )
-        return direction
-
     def _model_channels(self) -> tuple[int, int]:
         args = self.model.config.arguments
         return args.get("in_channels", 3), args.get("out_channels", 3)
-
-    def _validator(self, val_data: Dataset | None) -> Validator | None:
-        """Validation on ``val_data``, or on the folder ``config.val_data``, or none (rank 0 only)."""
-        c = self.config
-        if val_data is None and c.val_data is None:
-            return None
-        if val_data is None:
-            val_data = validation_dataset(c, self.direction, self._model_channels())
-        if shared := overlap(self.train_data, val_data):  # memory, not generalisation, would be measured
-            warnings.warn(f"{len(shared)} of the {len(val_data)} validation images are also training images "
-                          f"(e.g. {shared[0]}): validation scores will be optimistic; validate on held-out pairs")
-        return Validator(
-            val_data, self.out, c.val_metric, c.val_every, batch_size=8, device=self.device,
-            data=c.val_data if c.val_data is not None else type(val_data).__name__,
-            inception_weights=c.inception_weights,
-        )  # fmt: skip
 
     def steps_per_epoch(self) -> int:
         """Optimisation steps in one pass over the training images (per process)."""
@@ -188,8 +166,13 @@ class Trainer:
 
     def total_steps(self) -> int:
         """Steps of the whole run: every epoch, or ``max_steps`` if smaller."""
-        total = self.config.epochs * self.steps_per_epoch()
-        return total if self.config.max_steps is None else min(total, self.config.max_steps)
+        return self._clock().total(self.config.epochs, self.config.max_steps)
+
+    def _clock(self) -> EpochClock:
+        """Epochs in this run's steps (see [EpochClock][imgtrans.train.state.EpochClock])."""
+        if self.clock is None or self.clock.per_epoch != self.steps_per_epoch():
+            self.clock = EpochClock(self.steps_per_epoch())
+        return self.clock
 
     def batches(self, epoch: int, start: int) -> Iterator[dict]:
         """The batches of ``epoch`` from batch ``start`` on: a function of (seed, epoch) alone."""
@@ -280,7 +263,7 @@ class Trainer:
             trim_log(self.out / "log.jsonl", self.step)
         if resume and self.validator is not None:
             self.validator.restore()
-        per_epoch, total = self.steps_per_epoch(), self.total_steps()
+        per_epoch, total = self.steps_per_epoch(), self.total_steps()  # the clock is the resumed one now
         log = RunLoggers(self.out, self.config.log_to, resume_step=self.step if resume else None) if main else None
         if main:
             self.manifest.add(self.out / LOG_FILE)
@@ -292,14 +275,14 @@ class Trainer:
             with stop_requests() as stop:
                 self._stop = stop
                 while self.step < total and not interrupted:
-                    epoch, start = divmod(self.step, per_epoch)
+                    epoch, start = divmod(self.clock.position(self.step), per_epoch)
                     for batch in self._checked(self.batches(epoch, start), log):
                         self.train_step(batch)
                         self.step += 1
                         bar.update()
                         if self._due(self.config.log_every) or self.step == total:
                             clock = self._log(log, bar, clock)
-                        if self.step % per_epoch == 0:  # before any checkpoint of this step
+                        if self.clock.position(self.step) % per_epoch == 0:  # before any checkpoint of this step
                             for scheduler in self.schedulers.values():
                                 scheduler.step()
                         if main and self.config.sample_every and self._due(self.config.sample_every):
@@ -328,14 +311,9 @@ class Trainer:
                 self.manifest.add_matching(self.out / TENSORBOARD_DIR, "events.out.tfevents.")
         if interrupted and main:
             print(f"interrupted: saved {self.checkpoint_path} at step {self.step}; resume with --resume")
-        samples = [path for path in samples if path is not None]
-        summary = RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
-        summary.exit_status = self._stop.exit_status if interrupted else 0
-        if self.validator is not None:
-            v = self.validator
-            summary.val_metric, summary.last_scores, summary.val_seconds = v.metric, v.last, v.seconds
-            if v.best is not None:
-                summary.best, summary.best_step, summary.best_scores = v.directory, v.best.step, v.best.scores
+        summary = RunSummary(self.out, self.step, self.checkpoint_path, [p for p in samples if p is not None],
+                             model_dir, interrupted, exit_status=self._stop.exit_status if interrupted else 0)
+        summary.add_validation(self.validator)
         summary.train_seconds = time.perf_counter() - started - summary.val_seconds
         return summary
 
@@ -344,19 +322,16 @@ class Trainer:
 
         With ``skip_bad_images``, each unreadable file a batch stood in for is logged (``skipped``).
         """
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except (OSError, ValueError, RuntimeError) as error:
-                self.save()  # the steps so far are kept before the run stops
-                raise DataError(str(error), self.step, self._kept()) from None
+        for batch in checked(batches, self._data_failure):
             for problem in (p for text in batch.pop("skipped", ()) for p in text.split("\n") if p):
                 self._skipped += 1
                 if log is not None:
                     log.record({"step": self.step + 1, "skipped": problem, "skipped_images": self._skipped})
             yield batch
+
+    def _data_failure(self, error: Exception) -> DataError:
+        self.save()  # the steps so far are kept before the run stops
+        return DataError(str(error), self.step, self._kept())
 
     def _sample(self, log: RunLoggers | None) -> Path | None:
         """A sample grid; a failed write (a full disk) is said once and training goes on without it."""
@@ -364,8 +339,7 @@ class Trainer:
         try:
             self.write_samples()
         except BadImageError as error:  # a sample image went bad: as in a batch, the steps so far are kept
-            self.save()
-            raise DataError(str(error), self.step, self._kept()) from None
+            raise self._data_failure(error) from None
         except OSError as error:
             if not self._sample_failed:
                 self._sample_failed = True
@@ -383,7 +357,7 @@ class Trainer:
         if self.validator.best is not None and self.validator.directory.is_dir():
             self.manifest.add_model(self.validator.directory)
             self.manifest.add(*self.validator.directory.glob(BEST_FILE))
-        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch(), **scores}
+        record = {"step": self.step, "epoch": self._clock().epochs(self.step), **scores}
         if log is not None:
             log.record(record)
         metric = self.validator.metric
@@ -399,7 +373,7 @@ class Trainer:
         now = time.perf_counter()
         record = {
             "step": self.step,
-            "epoch": self.step / self.steps_per_epoch(),
+            "epoch": self._clock().epochs(self.step),
             "lr": next(iter(self.optimizers.values())).param_groups[0]["lr"],
             **{k: round(v, 6) for k, v in means.items()},
             "img_per_s": round(self._images * self.dist.world_size / max(now - clock, 1e-9), 3),
@@ -434,6 +408,7 @@ class Trainer:
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "scaler": self.scaler.state_dict(),
                 "world_size": self.dist.world_size,
+                **self._clock().to_meta(),
             }
             with self._writing("the checkpoint", self.checkpoint_path):
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
@@ -454,6 +429,9 @@ class Trainer:
         except FileNotFoundError:
             raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first") from None
         self.step = restore(checkpoint, self.model, self.optimizers, self.schedulers, self.scaler, self.config)
+        self.clock, changed = resumed_clock(checkpoint.meta, len(self.train_data), self.config, self.dist.world_size)
+        if changed and self.dist.is_main:
+            record_history(self.out, self.step, self.clock, changed, self.manifest)
 
     def write_samples(self) -> Path:
         """Save input | output | target for the first ``num_samples`` sample images."""
