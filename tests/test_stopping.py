@@ -176,3 +176,64 @@ def test_skip_bad_images_counts_and_logs_each_skip_and_finishes(tmp_path, data, 
     assert skips and all(str(victim) in r["skipped"] for r in skips)
     assert [r["skipped_images"] for r in skips] == list(range(1, len(skips) + 1))
     assert load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"] == 40
+
+
+# ---------------------------------------------------------------------------------- full disks
+FAULTY = """
+import errno, os, sys
+import imgtrans.train.loggers, imgtrans.train.samples, imgtrans.store.checkpoint
+from safetensors import SafetensorError
+from imgtrans.cli import main
+what, code, after = sys.argv[1], getattr(errno, sys.argv[2], None), int(sys.argv[3])
+calls = []
+
+def failing(real):
+    def fail(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > after:
+            if code is None:
+                raise SafetensorError("Error while serializing: IoError(No space left on device)")
+            raise OSError(code, os.strerror(code))
+        return real(*args, **kwargs)
+    return fail
+
+if what == "samples":
+    imgtrans.train.samples.save_image = failing(imgtrans.train.samples.save_image)
+elif what == "log":
+    imgtrans.train.loggers.JsonlLogger.record = failing(imgtrans.train.loggers.JsonlLogger.record)
+else:
+    imgtrans.store.checkpoint.save_file = failing(imgtrans.store.checkpoint.save_file)
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def faulty_run(run: Path, data: Path, what: str, code: str, after: int, *extra: str) -> subprocess.CompletedProcess:
+    argv = train_argv(data, run, "--workers", "0", *extra)[3:]  # without "python -m imgtrans"
+    return subprocess.run([sys.executable, "-c", FAULTY, what, code, str(after), *argv], env=ENV,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("code, after", [("ENOSPC", 1), ("EROFS", 0)])
+def test_a_full_disk_at_a_sample_grid_is_said_once_and_training_goes_on(tmp_path, data, code, after):
+    run = tmp_path / "run"
+    result = faulty_run(run, data, "samples", code, after, "--max-steps", "6", "--sample-every", "1")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "cannot write the sample grid" in line]
+    assert len(said) == 1 and os.strerror(getattr(__import__("errno"), code)) in said[0], result.stderr
+    assert "training goes on" in said[0] and "Traceback" not in result.stderr
+    finished(run, 6)
+    assert len(list((run / "samples").glob("*.png"))) == after  # the grids written before the disk filled
+
+
+@pytest.mark.parametrize("what, code, expected", [("log", "ENOSPC", "cannot write the log"),
+                                                  ("checkpoint", "SafetensorError", "cannot write the checkpoint")])
+def test_a_full_disk_at_the_log_or_a_safetensors_error_is_one_line_with_what_was_kept(tmp_path, data, what, code,
+                                                                                      expected):
+    run = tmp_path / "run"
+    result = faulty_run(run, data, what, code, 3, "--max-steps", "8", "--checkpoint-every", "2")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.replace("\r", "\n").splitlines() if "error" in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert expected in lines[0] and "Nothing was lost: the last good checkpoint is" in lines[0]
+    step = load_checkpoint(run / "checkpoints" / "last.safetensors").meta["step"]
+    assert f"(step {step})" in lines[0]

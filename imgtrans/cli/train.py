@@ -29,7 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", nargs="?", metavar="CONFIG", help="pix2pix configuration, e.g. pix2pix-facades (optional with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace the run --out holds (deletes its checkpoint, log and samples)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run --out holds: removes the files it wrote "
+                   "(checkpoints, log, samples, model); your own files in the folder stay")
     add_settings_flags(p, TrainConfig, skip=("model",))
     p.set_defaults(run=run)
 

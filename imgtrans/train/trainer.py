@@ -325,8 +325,7 @@ class Trainer:
         for batch in checked(batches, self._data_failure):
             for problem in (p for text in batch.pop("skipped", ()) for p in text.split("\n") if p):
                 self._skipped += 1
-                if log is not None:
-                    log.record({"step": self.step + 1, "skipped": problem, "skipped_images": self._skipped})
+                self._record(log, {"step": self.step + 1, "skipped": problem, "skipped_images": self._skipped})
             yield batch
 
     def _data_failure(self, error: Exception) -> DataError:
@@ -358,12 +357,16 @@ class Trainer:
             self.manifest.add_model(self.validator.directory)
             self.manifest.add(*self.validator.directory.glob(BEST_FILE))
         record = {"step": self.step, "epoch": self._clock().epochs(self.step), **scores}
-        if log is not None:
-            log.record(record)
+        self._record(log, record)
         metric = self.validator.metric
         self._val_postfix = {f"val_{metric}": f"{record[f'val_{metric}']:.4g}", "best": str(record.get("best_step"))}
         bar.set_postfix(self._val_postfix, refresh=False)
         return record["val_seconds"]
+
+    def _record(self, log: RunLoggers | None, record: dict) -> None:
+        if log is not None:
+            with self._writing("the log", self.out / LOG_FILE):  # a full disk: one line, with what was kept
+                log.record(record)
 
     def _due(self, every: int) -> bool:
         return every > 0 and self.step % every == 0
@@ -380,7 +383,7 @@ class Trainer:
         }
         self._images = 0
         if log is not None:
-            log.record(record)
+            self._record(log, record)
             terms = [k for k in getattr(self.model, "progress_terms", ()) if k in means] or list(means)[:3]
             shown = {k: f"{record[k]:.3g}" for k in (*terms, "img_per_s") if k in record}
             bar.set_postfix({**shown, **self._val_postfix}, refresh=False)
