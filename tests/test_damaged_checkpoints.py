@@ -35,7 +35,8 @@ def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 def run_cli(argv: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imgtrans", *argv], env=ENV, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "imgtrans", *argv], env=ENV, capture_output=True, text=True,
+                          timeout=300)
 
 
 def header_size(path: Path) -> int:

@@ -80,7 +80,8 @@ def test_the_command_line_says_which_state_it_loads(interrupted_resume, tmp_path
     step = load_checkpoint(interrupted_resume / "checkpoints" / "last.safetensors").meta["step"]
     result = subprocess.run([sys.executable, "-m", "imgtrans", "export", str(interrupted_resume), "--out",
                              str(tmp_path / "m.onnx")], env=ENV, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert f"imgtrans export: loading {interrupted_resume}: checkpoints/last.safetensors at step {step}" in result.stderr
+    said = f"imgtrans export: loading {interrupted_resume}: checkpoints/last.safetensors at step {step}"
+    assert said in result.stderr
 
 
 def test_a_finished_run_loads_its_export_and_says_its_step(tmp_path, data, caplog):
@@ -100,7 +101,8 @@ def test_resuming_with_another_batch_size_or_data_is_said_recorded_and_keeps_the
     argv = train_argv(data, run, "--epochs", "4", "--epochs-decay", "2")
     assert main([*argv, "--max-steps", "4"]) == 0  # batch 2, 4 images: 2 steps an epoch, 2 epochs done
     capsys.readouterr()
-    assert main(["train", "--resume", "--out", str(run), "--batch-size", "4", "--max-steps", "none"]) == 0  # 1 step an epoch now
+    # batch 4: 1 step an epoch now
+    assert main(["train", "--resume", "--out", str(run), "--batch-size", "4", "--max-steps", "none"]) == 0
     err = capsys.readouterr().err
     assert "resuming at step 4 (epoch 2) with changed settings: batch_size 2 -> 4" in err
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]

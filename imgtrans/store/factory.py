@@ -190,9 +190,10 @@ def load_run(run: str | os.PathLike) -> nn.Module:
     """
     run = Path(run)
     exported, checkpoint = run / RUN_MODEL, run / RUN_CHECKPOINT
-    exported_step = ModelConfig.read(exported / CONFIG_FILE)[1].get("step") if (exported / CONFIG_FILE).is_file() else None
+    has_export = (exported / CONFIG_FILE).is_file()
+    exported_step = ModelConfig.read(exported / CONFIG_FILE)[1].get("step") if has_export else None
     checkpoint_at = checkpoint_step(checkpoint) if checkpoint.is_file() else None
-    if (exported / CONFIG_FILE).is_file() and not _newer(checkpoint, checkpoint_at, exported, exported_step):
+    if has_export and not _newer(checkpoint, checkpoint_at, exported, exported_step):
         model, source = from_pretrained(exported), exported
         model.loaded_step = exported_step
     else:
@@ -200,7 +201,9 @@ def load_run(run: str | os.PathLike) -> nn.Module:
         source = checkpoint
     model.loaded_from = source
     step = "an unrecorded step" if model.loaded_step is None else f"step {model.loaded_step}"
-    newer = f", newer than {RUN_MODEL}/ (step {exported_step})" if source == checkpoint and exported_step is not None else ""
+    newer = ""
+    if source == checkpoint and exported_step is not None:
+        newer = f", newer than {RUN_MODEL}/ (step {exported_step})"
     logger.info(f"loading {run}: {source.relative_to(run)} at {step}{newer}")
     return model
 

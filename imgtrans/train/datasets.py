@@ -47,7 +47,9 @@ def run_datasets(
                       check_pairs=c.check_pairs, skip_bad_images=c.skip_bad_images)  # fmt: skip
         train_data = PairedImageDataset(c.data, load_size=c.load_size, crop_size=c.crop_size, flip=c.flip, **common)
         if sample_data is None:
-            sample_data = PairedImageDataset(c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common)
+            sample_data = PairedImageDataset(
+                c.data, load_size=c.crop_size, crop_size=c.crop_size, train=False, **common
+            )
     if len(train_data) < world_size:
         raise ValueError(f"{len(train_data)} training images cannot feed {world_size} processes")
     return train_data, sample_data if sample_data is not None else train_data

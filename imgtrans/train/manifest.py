@@ -38,7 +38,8 @@ class Manifest:
     def add(self, *paths: str | Path) -> None:
         """Record ``paths`` (inside the folder) as the run's; the record is replaced atomically."""
         root = self.folder.resolve()
-        names = {Path(p).resolve().relative_to(root).as_posix() for p in paths if Path(p).resolve().is_relative_to(root)}
+        resolved = [Path(p).resolve() for p in paths]
+        names = {p.relative_to(root).as_posix() for p in resolved if p.is_relative_to(root)}
         if not self.active or names <= self.files:
             return
         self.files |= names

@@ -57,7 +57,10 @@ class DroppingStream:
 
 @contextlib.contextmanager
 def dropping_output() -> Iterator[None]:
-    """Inside the block, ``sys.stdout`` and ``sys.stderr`` are [DroppingStream][imgtrans.train.output.DroppingStream]s."""
+    """Inside the block, ``sys.stdout`` and ``sys.stderr`` drop their output after a failed write.
+
+    (Each is a [DroppingStream][imgtrans.train.output.DroppingStream].)
+    """
     out, err = sys.stdout, sys.stderr
     if out is None or err is None:
         yield

@@ -143,7 +143,8 @@ class RunFolder:
             removed, kept = remove_run(self.folder)
             said = f"replaced the run in {self.folder}: removed the {len(removed)} files it wrote ({', '.join(found)})"
             if kept:
-                shown = ", ".join(str(p.relative_to(self.folder)) for p in kept[:3]) + (", ..." if len(kept) > 3 else "")
+                shown = ", ".join(str(p.relative_to(self.folder)) for p in kept[:3])
+                shown += ", ..." if len(kept) > 3 else ""
                 said += f"; kept {len(kept)} other files ({shown})"
         elif found and not resume:
             raise RunExistsError(self.folder, found)
@@ -187,7 +188,8 @@ class RunSummary:
             return
         self.val_metric, self.last_scores, self.val_seconds = validator.metric, validator.last, validator.seconds
         if validator.best is not None:
-            self.best, self.best_step, self.best_scores = validator.directory, validator.best.step, validator.best.scores
+            best = validator.best
+            self.best, self.best_step, self.best_scores = validator.directory, best.step, best.scores
 
 
 def trim_log(path: Path, step: int) -> None:

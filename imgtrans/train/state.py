@@ -52,7 +52,8 @@ def restore(
     check_same_model(checkpoint, model.config)
     model.load_state_dict(checkpoint.section("model"), strict=True)
     for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name]))
+        saved = checkpoint.meta["optimizers"][name]
+        optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", saved))
     for name, scheduler in schedulers.items():
         scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
         # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
@@ -119,7 +120,7 @@ def resumed_clock(meta: dict, images: int, config: TrainConfig, world: int) -> t
 
 
 def changed_settings(saved: dict, current: TrainConfig, saved_world: int, world: int) -> dict[str, list]:
-    """The settings of ``MEANING`` (and the number of processes) that differ from a checkpoint's: ``{name: [old, new]}``."""
+    """The settings of ``MEANING`` (and the process count) that differ from a checkpoint's: ``{name: [old, new]}``."""
     now = current.to_dict()
     changed = {k: [saved.get(k), now[k]] for k in MEANING if k in saved and saved.get(k) != now[k]}
     if saved_world != world:

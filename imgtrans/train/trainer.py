@@ -48,7 +48,7 @@ from imgtrans.train.history import record_history
 from imgtrans.train.signals import StopRequest, stop_requests
 from imgtrans.train.validation import BEST_FILE
 
-__all__ = ["DataError", "NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]  # RunSummary lives in imgtrans.train.run
+__all__ = ["DataError", "NonFiniteLossError", "RunSummary", "Trainer", "lr_factor"]
 
 
 class Trainer:
@@ -415,7 +415,8 @@ class Trainer:
             }
             with self._writing("the checkpoint", self.checkpoint_path):
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
-                self.manifest.add(self.checkpoint_path, *[p for p in [previous_path(self.checkpoint_path)] if p.is_file()])
+                previous = previous_path(self.checkpoint_path)
+                self.manifest.add(self.checkpoint_path, *([previous] if previous.is_file() else []))
         return self.checkpoint_path
 
     def _writing(self, what: str, path: Path) -> contextlib.AbstractContextManager:
@@ -424,8 +425,7 @@ class Trainer:
     def load(self, path: Path) -> None:
         """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint.
 
-        A damaged checkpoint (its checksum does not match) is refused with a warning, and the
-        previous good one beside it is used (see [load_good_checkpoint][imgtrans.store.checkpoint.load_good_checkpoint]).
+        A damaged one gives way, with a warning, to the previous good one (see [imgtrans.store.checkpoint][]).
         """
         try:
             checkpoint = load_good_checkpoint(path)
