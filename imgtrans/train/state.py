@@ -116,7 +116,7 @@ def resumed_clock(meta: dict, images: int, config: TrainConfig, world: int) -> t
     saved, saved_world = TrainConfig.from_checkpoint(meta["train_config"]), meta.get("world_size", 1)
     per_epoch = math.ceil(math.ceil(images / world) / config.batch_size)
     clock = EpochClock.resumed(meta, per_epoch, math.ceil(math.ceil(images / saved_world) / saved.batch_size))
-    return clock, changed_settings(meta["train_config"], config, saved_world, world)
+    return clock, changed_settings(saved.to_dict(), config, saved_world, world)  # 0.1's epochs read as now
 
 
 def changed_settings(saved: dict, current: TrainConfig, saved_world: int, world: int) -> dict[str, list]:
