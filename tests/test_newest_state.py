@@ -87,10 +87,10 @@ def test_the_command_line_says_which_state_it_loads(interrupted_resume, tmp_path
 def test_a_finished_run_loads_its_export_and_says_its_step(tmp_path, data, caplog):
     run = tmp_path / "run"
     assert main(train_argv(data, run, "--max-steps", "3")) == 0
-    with caplog.at_level(logging.INFO, logger="imgtrans"):
+    with caplog.at_level(logging.DEBUG, logger="imgtrans"):
         model = load_model(run)
     assert model.loaded_step == 3 and model.loaded_from == run / "model"
-    assert "model at step 3" in caplog.text
+    assert "model at step 3" in caplog.text and caplog.records[-1].levelno == logging.DEBUG
     shutil.rmtree(run / "model")  # a run stopped before its export: the checkpoint
     assert load_model(run).loaded_step == 3
 

@@ -185,8 +185,9 @@ def load_run(run: str | os.PathLike) -> nn.Module:
 
     A run that was resumed and interrupted has a checkpoint beyond the step ``model/`` was
     exported at; loading ``model/`` then would silently give the older weights. Which one was
-    loaded, and its step, is said on the ``imgtrans`` logger and kept on the model
-    (``loaded_from``, ``loaded_step``).
+    loaded, and its step, is kept on the model (``loaded_from``, ``loaded_step``) and said on the
+    ``imgtrans`` logger: at INFO (a line on the command line's stderr) when it is the checkpoint,
+    at DEBUG when it is ``model/``.
     """
     run = Path(run)
     exported, checkpoint = run / RUN_MODEL, run / RUN_CHECKPOINT
@@ -204,7 +205,10 @@ def load_run(run: str | os.PathLike) -> nn.Module:
     newer = ""
     if source == checkpoint and exported_step is not None:
         newer = f", newer than {RUN_MODEL}/ (step {exported_step})"
-    logger.info(f"loading {run}: {source.relative_to(run)} at {step}{newer}")
+    # Said on stderr (INFO) when the checkpoint is loaded, the case that used to be silent; model/ at the
+    # checkpoint's step is what a reader expects, and is said at DEBUG only, so that errors stay one line.
+    level = logging.INFO if source == checkpoint else logging.DEBUG
+    logger.log(level, f"loading {run}: {source.relative_to(run)} at {step}{newer}")
     return model
 
 
