@@ -16,7 +16,7 @@ from imgtrans.data.labels import LabelMapDataset, encode_labels, instance_edges,
 from imgtrans.losses.perceptual import VGG19Loss, vgg19_features
 from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.train import TrainConfig, Trainer
-from imgtrans.train.loading import model_arguments
+from imgtrans.train.datasets import model_arguments
 from imgtrans.train.objective import StepContext
 from imgtrans.train.settings import SettingError
 

@@ -20,6 +20,7 @@ from imgtrans.store.checkpoint import load_checkpoint
 from imgtrans.cli import main
 from imgtrans.data import SyntheticFacades, write_ab_folder
 from imgtrans.train import NonFiniteLossError, TrainConfig, Trainer
+from imgtrans.train.manifest import MANIFEST
 from imgtrans.train.run import RunExistsError, RunFolder, RunInUseError
 
 from conftest import TINY_MODEL
@@ -180,7 +181,7 @@ def test_a_full_or_read_only_disk_is_one_line_exit_2_and_loses_nothing(tmp_path,
     if module == "checkpoint":
         assert "the last good checkpoint is" in message and "(step 2)" in message
         assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
-    assert not [p for p in run.rglob(".*") if p.name != ".lock"]  # no temporary file left behind
+    assert not [p for p in run.rglob(".*") if p.name not in (".lock", MANIFEST)]  # no temporary file left behind
 
 
 # ------------------------------------------------------------------------------------ restarts

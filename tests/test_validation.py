@@ -63,7 +63,7 @@ def test_validation_logs_scores_and_keeps_the_best_model(tmp_path, folders):
     assert summary.best == run / "best" and summary.last_scores["step"] == 5
     assert summary.last_scores["l1"] == pytest.approx(validations[-1]["val_l1"], abs=1e-6)
     assert summary.val_seconds > 0 and summary.train_seconds > summary.val_seconds
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "best", "checkpoints", "log.jsonl", "model", "samples"]
+    assert sorted(p.name for p in run.iterdir()) == [".imgtrans-run.json", ".lock", "best", "checkpoints", "log.jsonl", "model", "samples"]
 
 
 def test_psnr_picks_the_highest_and_a_failed_write_keeps_the_previous_best(tmp_path, folders, monkeypatch):

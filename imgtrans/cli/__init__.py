@@ -7,6 +7,7 @@ exit with status 2; set ``IMGTRANS_DEBUG=1`` to see the traceback instead.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from importlib import import_module
@@ -45,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a flag argparse refuses (said in one line)
         return exit_.code if isinstance(exit_.code, int) else 2
+    said = logging.StreamHandler(sys.stderr)  # what the library says on the "imgtrans" logger: one line each
+    said.setFormatter(logging.Formatter(f"imgtrans {args.command}: %(message)s"))
+    logger = logging.getLogger("imgtrans")
+    logger.addHandler(said)
+    logger.setLevel(logging.INFO)
     try:
         return args.run(args) or 0
     except BrokenPipeError:  # the reader went away (`imgtrans zoo list | head`): stop quietly, as shell tools do
@@ -62,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())  # one line
         print(f"imgtrans {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        logger.removeHandler(said)
 
 
 if __name__ == "__main__":

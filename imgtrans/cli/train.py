@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from imgtrans.store.checkpoint import load_checkpoint
+from imgtrans.store.checkpoint import load_good_checkpoint, previous_path
 from imgtrans.cli.common import add_settings_flags, given_settings, warnings_as_lines
 from imgtrans.data.downloads import resolve_data
 from imgtrans.registry import did_you_mean, entry, list_models
 from imgtrans.train import TrainConfig, Trainer
+from imgtrans.train.output import dropping_output
 from imgtrans.train.validation import format_validation_summary
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -47,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("model", nargs="?", metavar="CONFIG",
                    help="configuration, e.g. pix2pix-facades, pix2pixhd or cyclegan (optional with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace the run --out holds (deletes its checkpoint, log and samples)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run --out holds: removes the files it wrote "
+                   "(checkpoints, log, samples, model); your own files in the folder stay")
     add_settings_flags(p, TrainConfig, skip=("model",))
     p.set_defaults(run=run)
 
@@ -58,8 +60,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     out = Path(args.out) if args.out else default_out(args.model, args.resume)
     base: dict = {}
     checkpoint = out / CHECKPOINT
-    if args.resume and checkpoint.is_file():
-        base = TrainConfig.from_checkpoint(load_checkpoint(checkpoint).meta["train_config"]).to_dict()
+    if args.resume and (checkpoint.is_file() or previous_path(checkpoint).is_file()):
+        base = TrainConfig.from_checkpoint(load_good_checkpoint(checkpoint, warn=False).meta["train_config"]).to_dict()
     elif args.resume and args.model is None:
         raise FileNotFoundError(
             f"nothing to resume: no checkpoint at {checkpoint}. If the run stopped before its first checkpoint, "
@@ -103,8 +105,12 @@ def default_out(model: str | None, resume: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    with warnings_as_lines("imgtrans train"):
-        trainer = Trainer(config)
+    with dropping_output(), warnings_as_lines("imgtrans train"):  # a closed pipe or terminal never ends the run
+        return _train(args, config)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig) -> int:
+    trainer = Trainer(config)
     if trainer.dist.is_main:
         print(
             f"training {config.model} on {config.data} ({trainer.direction}, {len(trainer.train_data)} images, "
@@ -120,5 +126,4 @@ def run(args: argparse.Namespace) -> int:
         if summary.val_metric is not None:
             print(format_validation_summary(summary))
     trainer.dist.close()
-    return 130 if summary.interrupted else 0
-
+    return summary.exit_status or (130 if summary.interrupted else 0)

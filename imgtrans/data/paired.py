@@ -27,8 +27,13 @@ from tqdm.auto import tqdm
 
 from imgtrans.images import IMAGE_EXTENSIONS, convert_channels, image_files, image_to_tensor, read_image
 from imgtrans.registry import Direction, DirectionError, check_direction
+
 MIN_HALF_ASPECT = 2 / 3
 """An AB file's halves may be at most 1.5 times taller than wide: a single square photo is not a pair."""
+
+
+class BadImageError(ValueError):
+    """An image of the dataset that cannot be read (missing, truncated, not an image); the message names it."""
 
 
 def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -67,6 +72,9 @@ class PairedImageDataset(Dataset):
             every example's crop and flip are a function of ``(seed, epoch, index)``.
         check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
             (a folder of single photos, say); ``False`` accepts any shape.
+        skip_bad_images: when a file cannot be read (deleted, truncated or damaged after the
+            start), use the next readable pair instead and say so in the item's ``skipped``
+            (``""`` when nothing was skipped); by default a [BadImageError][imgtrans.data.paired.BadImageError].
 
     Items are dictionaries with ``input`` and ``target`` (``C x H x W`` tensors in [-1, 1]) and
     the file's ``name``.
@@ -84,6 +92,7 @@ class PairedImageDataset(Dataset):
         flip: bool = True,
         seed: int = 0,
         check_pairs: bool = True,
+        skip_bad_images: bool = False,
     ) -> None:
         if direction is None:
             raise DirectionError("direction", None)
@@ -93,7 +102,7 @@ class PairedImageDataset(Dataset):
         self.root = Path(root)
         self.direction, self.in_channels, self.out_channels = direction, in_channels, out_channels
         self.load_size, self.crop_size, self.train, self.flip = load_size, crop_size, train, flip
-        self.seed, self.epoch, self.check_pairs = seed, 0, check_pairs
+        self.seed, self.epoch, self.check_pairs, self.skip_bad_images = seed, 0, check_pairs, skip_bad_images
         self.pairs = self._find_pairs()
 
     def _find_pairs(self) -> list[tuple[Path, Path | None]]:
@@ -126,21 +135,34 @@ class PairedImageDataset(Dataset):
                 "turn the check off (check_pairs=False, --no-check-pairs)"
             )
 
-    def verify(self, progress: bool | None = None) -> None:
+    def verify(self, progress: bool | None = None) -> list[str]:
         """Read every file once, in threads, so that a damaged one is reported before training starts.
 
         Raises the first problem [read_pair][imgtrans.data.paired.PairedImageDataset.read_pair]
-        would raise, naming the file. ``progress``: a progress bar (by default when stderr is a
-        terminal and there are more than 100 pairs).
+        would raise, naming the file; with ``skip_bad_images``, returns the unreadable files' messages
+        instead (those pairs will be skipped). ``progress``: a progress bar (by default when stderr
+        is a terminal and there are more than 100 pairs).
         """
         from concurrent.futures import ThreadPoolExecutor
+
+        def check(index: int) -> str | None:
+            try:
+                self.read_pair(index)
+            except BadImageError as error:
+                if not self.skip_bad_images:
+                    raise
+                return str(error)
+            return None
 
         disable = len(self) <= 100 if progress is None else not progress
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             # Pillow releases the GIL while it decodes, so threads check files in parallel.
-            for _ in tqdm(pool.map(self.read_pair, range(len(self))), total=len(self), desc="checking images",
-                          unit="image", disable=disable or None, leave=False):
-                pass
+            found = list(tqdm(pool.map(check, range(len(self))), total=len(self), desc="checking images",
+                              unit="image", disable=disable or None, leave=False))  # fmt: skip
+        bad = [problem for problem in found if problem is not None]
+        if len(bad) == len(self):
+            raise BadImageError(f"none of the {len(self)} images in {self.root} can be read: {bad[0]}")
+        return bad
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random crops and flips the items use."""
@@ -150,17 +172,21 @@ class PairedImageDataset(Dataset):
         return len(self.pairs)
 
     def read_pair(self, index: int) -> tuple[Image.Image, Image.Image]:
-        """The (input, target) images of ``index`` at file resolution, in the model's channels."""
+        """The (input, target) images of ``index`` at file resolution, in the model's channels.
+
+        Raises:
+            BadImageError: a file cannot be read (the message names it).
+        """
         a_path, b_path = self.pairs[index]
         if b_path is None:  # AB layout: split the file down the middle
-            ab = read_image(a_path, 4 if 4 in (self.in_channels, self.out_channels) else 3)
+            ab = _read(a_path, 4 if 4 in (self.in_channels, self.out_channels) else 3)
             w, h = ab.size
             self._check_pair_shape(a_path, w, h)
             a, b = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, 2 * (w // 2), h))
             source, target = (a, b) if self.direction == "AtoB" else (b, a)
             return convert_channels(source, self.in_channels), convert_channels(target, self.out_channels)
         source_path, target_path = (a_path, b_path) if self.direction == "AtoB" else (b_path, a_path)
-        source, target = read_image(source_path, self.in_channels), read_image(target_path, self.out_channels)
+        source, target = _read(source_path, self.in_channels), _read(target_path, self.out_channels)
         if source.size != target.size:
             raise ValueError(
                 f"{source_path} is {source.size[0]}x{source.size[1]} but {target_path} is "
@@ -169,6 +195,17 @@ class PairedImageDataset(Dataset):
         return source, target
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        if not self.skip_bad_images:
+            return self._item(index)
+        skipped = []
+        for offset in range(len(self)):  # the next readable pair stands in for an unreadable one
+            try:
+                return {**self._item((index + offset) % len(self)), "skipped": "\n".join(skipped)}
+            except BadImageError as error:
+                skipped.append(str(error))
+        raise BadImageError(f"none of the {len(self)} images in {self.root} can be read now: {skipped[0]}")
+
+    def _item(self, index: int) -> dict[str, torch.Tensor | str]:
         source, target = self.read_pair(index)
         rng = augmentation_rng(self.seed, self.epoch, index)
         if self.load_size is not None:
@@ -191,3 +228,13 @@ class PairedImageDataset(Dataset):
         if self.train and self.flip and rng.random() < 0.5:
             source_t, target_t = source_t.flip(-1), target_t.flip(-1)
         return {"input": source_t, "target": target_t, "name": self.pairs[index][0].name}
+
+
+def _read(path: Path, channels: int) -> Image.Image:
+    """[read_image][imgtrans.io.read_image], its refusals of the file (unreadable, too large...) as BadImageError."""
+    if channels not in (1, 3, 4):
+        return read_image(path, channels)  # the model's setting, not the file, is wrong: read_image says so
+    try:
+        return read_image(path, channels)
+    except ValueError as error:
+        raise BadImageError(str(error)) from None

@@ -11,6 +11,8 @@ caught by a checksum: the SHA-256 of the metadata and of every tensor's name, dt
 bytes, stored under ``imgtrans.sha256`` and checked on every load
 ([verify_checkpoint][imgtrans.store.checkpoint.verify_checkpoint]). Checkpoints written before
 the checksum existed load unchecked.
+The checkpoint a save replaces is kept as ``previous.safetensors`` (when it was good), and
+[load_good_checkpoint][imgtrans.store.checkpoint.load_good_checkpoint] falls back to it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,10 +36,15 @@ from imgtrans.store.weights import as_os_error
 
 FORMAT = "imgtrans-checkpoint-1"
 CHECKSUM_KEY = "imgtrans.sha256"
+PREVIOUS = "previous.safetensors"
 
 
 class DamagedCheckpointError(ValueError):
     """A checkpoint file that cannot be read, or whose contents do not match the checksum it was saved with."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """A damaged checkpoint was passed over for the previous good one."""
 
 
 @dataclass
@@ -45,6 +53,7 @@ class Checkpoint:
 
     tensors: dict[str, torch.Tensor]
     meta: dict[str, Any]
+    path: Path | None = None
 
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tensors whose names start with ``prefix + "."``, with the prefix removed."""
@@ -112,8 +121,8 @@ def save_checkpoint(
         opt_tensors, optimizer_meta[name] = optimizer_to_tensors(f"optim.{name}", optimizer)
         tensors.update(opt_tensors)
     tensors.update(rng_tensors())
-    meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta}
     text = json.dumps(meta)
     metadata = {"imgtrans": text, CHECKSUM_KEY: checksum(text, tensors)}
 
@@ -123,7 +132,43 @@ def save_checkpoint(
         except SafetensorError as error:  # safetensors reports a full disk as its own error
             raise as_os_error(error) from None
 
+    path = Path(path)
+    keep_previous(path, meta.get("step"))
     atomic_write(path, write)
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``previous.safetensors`` beside ``last.safetensors``."""
+    path = Path(path)
+    return path.with_name(PREVIOUS) if path.name == "last.safetensors" else path.with_suffix(".previous.safetensors")
+
+
+def keep_previous(path: Path, step: int | None = None) -> None:
+    """Before ``path`` is replaced, keep it as [previous_path][imgtrans.store.checkpoint.previous_path], if it is good.
+
+    A hard link to a temporary name renamed over the previous one: the rotation is atomic, and
+    ``path`` itself is never absent. A damaged ``path`` is not kept (the older good one stays), nor
+    one of the same ``step`` as its replacement (the previous one stays an earlier state).
+    """
+    if not path.is_file():
+        return
+    try:
+        kept_step = load_checkpoint(path).meta.get("step")
+    except ValueError:
+        return
+    if step is not None and kept_step == step:
+        return
+    previous = previous_path(path)
+    temporary = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, temporary)
+        except OSError:  # a file system without hard links: a copy
+            atomic_write(temporary, path.read_bytes())
+        os.replace(temporary, previous)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def checksum(meta: str, tensors: dict[str, torch.Tensor]) -> str:
@@ -173,7 +218,46 @@ def verify_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise DamagedCheckpointError(f"{path} has unreadable metadata: it is damaged") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} has checkpoint format {meta.get('format')!r}; this imgtrans reads {FORMAT!r}")
-    return Checkpoint(tensors, meta)
+    return Checkpoint(tensors, meta, path)
+
+
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    """The step a checkpoint records, from its metadata alone (no tensor is read); ``None`` if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})["imgtrans"]).get("step")
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_good_checkpoint(path: str | os.PathLike, warn: bool = True) -> Checkpoint:
+    """The checkpoint at ``path``, or, when it is damaged or missing, the previous good one beside it.
+
+    Falling back is said in one warning ([DamagedCheckpointWarning][imgtrans.store.checkpoint.DamagedCheckpointWarning])
+    naming both files and the step resumed from; ``checkpoint.path`` says which file was read.
+
+    Raises:
+        DamagedCheckpointError: ``path`` is damaged and there is no good previous checkpoint.
+        FileNotFoundError: neither file exists.
+    """
+    path = Path(path)
+    try:
+        return load_checkpoint(path)
+    except (DamagedCheckpointError, FileNotFoundError) as problem:
+        previous = previous_path(path)
+        try:
+            checkpoint = load_checkpoint(previous)
+        except (ValueError, FileNotFoundError):
+            if isinstance(problem, DamagedCheckpointError) and previous.exists():
+                raise DamagedCheckpointError(f"{problem}; the previous checkpoint {previous} is damaged too") from None
+            raise problem from None
+        if warn:
+            warnings.warn(
+                DamagedCheckpointWarning(f"{problem}; using the previous checkpoint {previous} "
+                                         f"(step {checkpoint.meta.get('step')}) instead"),
+                stacklevel=2,
+            )  # fmt: skip
+        return checkpoint
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

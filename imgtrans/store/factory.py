@@ -19,6 +19,7 @@ function, with a checksum of the weights and the parts they hold; the Hub's own 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -33,13 +34,14 @@ from imgtrans import hub
 from imgtrans.models.parts import REFERENCE_ARCHS
 from imgtrans.registry import Published, list_models
 from imgtrans.store import zoo
-from imgtrans.store.checkpoint import load_checkpoint, model_config
+from imgtrans.store.checkpoint import checkpoint_step, load_checkpoint, load_good_checkpoint, model_config
 from imgtrans.store.config import CONFIG_FILE, ModelConfig
 from imgtrans.store.folder import WEIGHTS_FILE, read_folder, write_folder
 from imgtrans.store.reference import convert_reference
 from imgtrans.store.weights import CorruptWeightsError, StateDict, load_weights, read_weights, select_parts, top_level
 
 RUN_MODEL, RUN_CHECKPOINT = "model", "checkpoints/last.safetensors"
+logger = logging.getLogger("imgtrans")
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -74,6 +76,7 @@ def save_pretrained(
     parts: tuple[str, ...] | None = None,
     published: Published | None = None,
     overwrite: bool = False,
+    step: int | None = None,
 ) -> Path:
     """Write ``model`` to ``directory`` as ``config.json``, ``model.safetensors`` and ``README.md``.
 
@@ -86,6 +89,7 @@ def save_pretrained(
         published: what the model was trained for, for the model card.
         overwrite: replace an existing saved model at ``directory``; without it an existing,
             non-empty folder is refused. A folder holding files of your own is refused either way.
+        step: the training step the weights are from (a run's export records it in ``config.json``).
 
     Returns:
         The folder, readable by [from_pretrained][imgtrans.store.factory.from_pretrained].
@@ -103,7 +107,8 @@ def save_pretrained(
     parts = tuple(parts) if parts is not None else None
     full = model.state_dict()
     return write_folder(directory, config, select_parts(full, parts), parts=parts, published=published,
-                        model_parts=tuple(top_level(full)), overwrite=overwrite)  # fmt: skip
+                        model_parts=tuple(top_level(full)), overwrite=overwrite,
+                        config_fields={} if step is None else {"step": step})  # fmt: skip
 
 
 def from_pretrained(directory_or_repo_id: str | os.PathLike, *, revision: str | None = None) -> nn.Module:
@@ -143,11 +148,10 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Mo
     """
     path = Path(source).expanduser()
     if path.is_dir():
-        for folder in (path, path / RUN_MODEL):
-            if (folder / CONFIG_FILE).is_file():
-                return from_pretrained(folder).to(device)
-        if (path / RUN_CHECKPOINT).is_file():
-            return from_checkpoint(path / RUN_CHECKPOINT).to(device)
+        if (path / CONFIG_FILE).is_file():
+            return from_pretrained(path).to(device)
+        if (path / RUN_MODEL / CONFIG_FILE).is_file() or (path / RUN_CHECKPOINT).is_file():
+            return load_run(path).to(device)
         raise FileNotFoundError(f"{path} holds no model: expected {CONFIG_FILE}, {RUN_MODEL}/ or {RUN_CHECKPOINT}")
     if path.is_file():
         if path.suffix in (".pth", ".pt", ".ckpt", ".bin"):
@@ -163,11 +167,58 @@ def load(source: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Mo
     )
 
 
-def from_checkpoint(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model a training checkpoint holds, with its weights (and the run's direction)."""
-    checkpoint = load_checkpoint(path)
-    config = model_config(checkpoint.meta, str(path))
-    return load_weights(config.instantiate(), checkpoint.section("model"), None, str(path))
+def from_checkpoint(path: str | os.PathLike, fall_back: bool = False) -> nn.Module:
+    """Rebuild the model a training checkpoint holds, with its weights (and the run's direction).
+
+    ``fall_back``: a damaged checkpoint gives way to the previous good one beside it (with a warning).
+    The model's ``loaded_step`` is the checkpoint's step.
+    """
+    checkpoint = load_good_checkpoint(path) if fall_back else load_checkpoint(path)
+    config = model_config(checkpoint.meta, str(checkpoint.path))
+    model = load_weights(config.instantiate(), checkpoint.section("model"), None, str(checkpoint.path))
+    model.loaded_step = checkpoint.meta.get("step")
+    return model
+
+
+def load_run(run: str | os.PathLike) -> nn.Module:
+    """A training run's newest state: its exported ``model/``, or its checkpoint when that is newer.
+
+    A run that was resumed and interrupted has a checkpoint beyond the step ``model/`` was
+    exported at; loading ``model/`` then would silently give the older weights. Which one was
+    loaded, and its step, is kept on the model (``loaded_from``, ``loaded_step``) and said on the
+    ``imgtrans`` logger: at INFO (a line on the command line's stderr) when it is the checkpoint,
+    at DEBUG when it is ``model/``.
+    """
+    run = Path(run)
+    exported, checkpoint = run / RUN_MODEL, run / RUN_CHECKPOINT
+    has_export = (exported / CONFIG_FILE).is_file()
+    exported_step = ModelConfig.read(exported / CONFIG_FILE)[1].get("step") if has_export else None
+    checkpoint_at = checkpoint_step(checkpoint) if checkpoint.is_file() else None
+    if has_export and not _newer(checkpoint, checkpoint_at, exported, exported_step):
+        model, source = from_pretrained(exported), exported
+        model.loaded_step = exported_step
+    else:
+        model = from_checkpoint(checkpoint, fall_back=True)
+        source = checkpoint
+    model.loaded_from = source
+    step = "an unrecorded step" if model.loaded_step is None else f"step {model.loaded_step}"
+    newer = ""
+    if source == checkpoint and exported_step is not None:
+        newer = f", newer than {RUN_MODEL}/ (step {exported_step})"
+    # Said on stderr (INFO) when the checkpoint is loaded, the case that used to be silent; model/ at the
+    # checkpoint's step is what a reader expects, and is said at DEBUG only, so that errors stay one line.
+    level = logging.INFO if source == checkpoint else logging.DEBUG
+    logger.log(level, f"loading {run}: {source.relative_to(run)} at {step}{newer}")
+    return model
+
+
+def _newer(checkpoint: Path, checkpoint_at: int | None, exported: Path, exported_step: int | None) -> bool:
+    """Whether the checkpoint holds a later state than the exported model (by step, else by time written)."""
+    if checkpoint_at is None and not checkpoint.is_file():
+        return False
+    if checkpoint_at is not None and exported_step is not None:
+        return checkpoint_at > exported_step
+    return checkpoint.stat().st_mtime > (exported / WEIGHTS_FILE).stat().st_mtime
 
 
 def push_to_hub(

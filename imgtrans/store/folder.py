@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 
@@ -45,6 +45,7 @@ def write_folder(
     overwrite: bool = False,
     replaceable: Iterable[str] = (),
     extra_files: Mapping[str, str | bytes] | None = None,
+    config_fields: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a saved model folder whole: weights, model card, ``extra_files``, then ``config.json``.
 
@@ -60,6 +61,7 @@ def write_folder(
         replaceable: other names in an existing folder this writer may discard (the zoo's
             downloaded ``.pth``).
         extra_files: more files to write into the folder, by name.
+        config_fields: more fields of ``config.json`` (a run's export records its ``step``).
 
     Raises:
         FileExistsError: ``directory`` exists and ``overwrite`` is false.
@@ -76,7 +78,7 @@ def write_folder(
         atomic_write(fresh / CARD_FILE, model_card(config, parts=parts, published=published, model_parts=model_parts))
         for name, data in extra_files.items():
             atomic_write(fresh / name, data)
-        config.write(fresh, sha256=sha256)
+        config.write(fresh, sha256=sha256, **dict(config_fields or {}))
     return Path(directory)
 
 

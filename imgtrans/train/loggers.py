@@ -11,6 +11,7 @@ images:
 | ``lr`` | ``train/lr`` |
 | ``img_per_s`` | ``train/img_per_s`` |
 | ``epoch`` | ``train/epoch`` |
+| ``skipped_images`` (with ``skip_bad_images``; ``skipped`` names the file) | ``train/skipped_images`` |
 | ``val_<metric>``, ``best_<metric>``, ``val_seconds`` | ``val/<metric>``, ``val/best_<metric>``, ``val/seconds`` |
 | a sample grid | image ``samples`` |
 
@@ -33,7 +34,7 @@ from PIL import Image
 DESTINATIONS = ("tensorboard",)
 LOG_FILE = "log.jsonl"
 TENSORBOARD_DIR = "tensorboard"
-_NOT_SCALARS = ("step", "val_best", "best_step", "val_images")
+_NOT_SCALARS = ("step", "val_best", "best_step", "val_images", "skipped")
 
 
 class Logger(Protocol):
@@ -76,7 +77,7 @@ def tag(key: str) -> str | None:
         return f"val/{key[4:]}"
     if key.startswith("best_"):
         return f"val/{key}"
-    if key in ("lr", "img_per_s", "epoch"):
+    if key in ("lr", "img_per_s", "epoch", "skipped_images"):
         return f"train/{key}"
     return f"loss/{key}"
 

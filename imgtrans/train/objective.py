@@ -20,7 +20,7 @@ Pix2pix is one such model (``{"g": G, "d": D}``; D's update, then G's); CycleGAN
 steps both pairs, and a multi-scale discriminator is a network like any other.
 
 Optional: ``data_layout`` (``"paired"`` by default, ``"unpaired"`` for CycleGAN: which dataset the
-trainer reads from ``config.data``, see [folder_dataset][imgtrans.train.loading.folder_dataset]);
+trainer reads from ``config.data``, see [folder_dataset][imgtrans.train.datasets.folder_dataset]);
 ``training_state() -> {name: Tensor}`` and ``load_training_state(state)``, what the model keeps
 besides its weights for an exact resume (CycleGAN's image pools), saved in each checkpoint;
 ``freeze_encoder(frozen: bool)``, which the trainer calls before each step while

@@ -8,7 +8,9 @@ A user's run is their property. [RunFolder][imgtrans.train.run.RunFolder] makes 
   by a killed process never blocks the next run: nothing has to be "recovered" by hand.
 - **no silent overwrite.** A folder that already holds a run (a checkpoint, a log, samples or an
   exported model) is continued only when asked (``resume``), replaced only when asked
-  (``overwrite``); otherwise starting fails and names the three ways on.
+  (``overwrite``); otherwise starting fails and names the three ways on. Replacing removes only
+  the files the run wrote (see [imgtrans.train.manifest][imgtrans.train.manifest]); the user's
+  own files in the folder stay.
 - **no leftovers.** Unfinished files of writers that died (``.NAME.tmp-PID``, ``.NAME.part-PID``)
   are removed when a run starts.
 
@@ -22,7 +24,6 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,10 +31,12 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from imgtrans.io import atomic_write, remove_stale_temporaries
-from imgtrans.store.checkpoint import load_checkpoint
+from imgtrans.train.manifest import remove_run, written_files
+from imgtrans.store.checkpoint import load_good_checkpoint, previous_path
 
 LOCK_FILE = ".lock"
 HISTORY = ("checkpoints", "log.jsonl", "samples", "model", "best", "tensorboard")
@@ -59,7 +62,7 @@ class RunExistsError(FileExistsError):
     def _message(self, resume: str, overwrite: str, other: str) -> str:
         return (
             f"{self.folder} already holds a run ({', '.join(self.found)}); nothing was changed. To continue it use "
-            f"{resume}, to replace it use {overwrite}, or train into {other}"
+            f"{resume}, to replace it use {overwrite} (it removes only the files the run wrote), or train into {other}"
         )
 
 
@@ -114,34 +117,40 @@ class RunFolder:
             self._handle = None
 
     def history(self) -> list[str]:
-        """What of a run the folder holds (``checkpoints``, ``log.jsonl``...), in ``HISTORY`` order."""
-        found = []
-        for name in HISTORY:
-            path = self.folder / name
-            if path.is_file() and path.stat().st_size > 0 or path.is_dir() and any(path.iterdir()):
-                found.append(name)
-        return found
+        """What of a run the folder holds (``checkpoints``, ``log.jsonl``...), in ``HISTORY`` order.
 
-    def prepare(self, *, resume: bool, overwrite: bool) -> None:
+        Only what a run wrote counts (see [imgtrans.train.manifest][]): a folder holding the user's
+        own files alone holds no run.
+        """
+        written = [p.relative_to(self.folder).parts[0] for p in written_files(self.folder) if p.stat().st_size > 0]
+        return [name for name in HISTORY if name in written]
+
+    def prepare(self, *, resume: bool, overwrite: bool) -> str | None:
         """Check what starting may do to the folder, then clear the leftovers of dead writers.
+
+        Returns, after an overwrite, what was removed and what was kept, in a line.
 
         Raises:
             RunExistsError: the folder holds a run, and neither ``resume`` nor ``overwrite`` is set.
             ValueError: both are set.
         """
         if not self.active:
-            return
+            return None
         if resume and overwrite:
             raise ValueError("resume continues the run in the folder and overwrite replaces it: choose one")
-        found = self.history()
+        found, said = self.history(), None
         if found and overwrite:
-            for name in found:
-                path = self.folder / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed, kept = remove_run(self.folder)
+            said = f"replaced the run in {self.folder}: removed the {len(removed)} files it wrote ({', '.join(found)})"
+            if kept:
+                shown = ", ".join(str(p.relative_to(self.folder)) for p in kept[:3])
+                shown += ", ..." if len(kept) > 3 else ""
+                said += f"; kept {len(kept)} other files ({shown})"
         elif found and not resume:
             raise RunExistsError(self.folder, found)
         for folder in (self.folder, *(p for p in self.folder.rglob("*") if p.is_dir())):
             remove_stale_temporaries(folder)
+        return said
 
 
 def _describe(text: str) -> str:
@@ -170,6 +179,17 @@ class RunSummary:
     val_metric: str | None = None
     train_seconds: float = 0.0
     val_seconds: float = 0.0
+    exit_status: int = 0
+    """0 for a finished run; ``128 + signal`` for one stopped by a signal (130: Ctrl-C, 143: SIGTERM, 129: SIGHUP)."""
+
+    def add_validation(self, validator) -> None:
+        """The scores of a [Validator][imgtrans.train.validation.Validator] (or none)."""
+        if validator is None:
+            return
+        self.val_metric, self.last_scores, self.val_seconds = validator.metric, validator.last, validator.seconds
+        if validator.best is not None:
+            best = validator.best
+            self.best, self.best_step, self.best_scores = validator.directory, best.step, best.scores
 
 
 def trim_log(path: Path, step: int) -> None:
@@ -196,28 +216,36 @@ def _logged_step(line: str) -> int | None:
 
 # ------------------------------------------------------------------------ good checkpoints only
 def kept(checkpoint: Path) -> str:
-    """Which checkpoint a failure leaves, in words."""
-    if not checkpoint.exists():
+    """Which checkpoint a failure leaves, in words (the previous one, when the last is damaged)."""
+    if not checkpoint.exists() and not previous_path(checkpoint).exists():
         return "no checkpoint was written"
     try:
-        step = load_checkpoint(checkpoint).meta["step"]
+        good = load_good_checkpoint(checkpoint, warn=False)  # checked against its checksum
+        return f"the last good checkpoint is {good.path} (step {good.meta['step']})"
     except (ValueError, OSError, KeyError):
         return f"the checkpoint {checkpoint} was left as it was"
-    return f"the last good checkpoint is {checkpoint} (step {step})"
+
+
+class WriteError(OSError):
+    """A failed write of a run's file (a full or read-only disk), said in one line with what was kept."""
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @contextlib.contextmanager
-def writing(what: str, path: Path, checkpoint: Path) -> Iterator[None]:
+def writing(what: str, path: Path, checkpoint: Path, then: str = "then resume the run") -> Iterator[None]:
     """Turn a failed write of ``what`` to ``path`` into one line that says what was kept."""
     try:
         yield
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise OSError(
-            error.errno,
+    except (OSError, SafetensorError) as error:  # safetensors reports a failed write as its own error
+        reason = getattr(error, "strerror", None) or str(error)
+        failure = WriteError(
             f"cannot write {what} {path}: {reason}. Nothing was lost: {kept(checkpoint)}; free some space "
-            "(or make the folder writable), then resume the run",
-        ) from None
+            f"(or make the folder writable), {then}"
+        )
+        failure.errno = getattr(error, "errno", None)
+        raise failure from None
 
 
 def non_finite_tensors(model: nn.Module, optimizers: Mapping[str, torch.optim.Optimizer]) -> list[str]:

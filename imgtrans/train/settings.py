@@ -76,6 +76,9 @@ class TrainConfig:
             image of A (the reference's --serial_batches).
         check_pairs: refuse AB files whose halves would be more than 1.5 times taller than wide
             (a folder of single photos is not a folder of pairs).
+        skip_bad_images: when an image cannot be read (deleted, truncated or damaged during the
+            run), train on the next readable pair instead, and log each skip in log.jsonl
+            (``skipped``); by default the run saves a checkpoint and stops, naming the file.
         amp: fp32 (no mixed precision); bf16 autocast (CPU and CUDA); fp16 autocast with a
             gradient scaler (CUDA; on the CPU, to check that code path).
         device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
@@ -119,6 +122,7 @@ class TrainConfig:
     instance: bool = False
     serial_batches: bool = False
     check_pairs: bool = True
+    skip_bad_images: bool = False
     amp: Amp = "fp32"
     device: str = "auto"
     channels_last: bool = False

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -26,35 +27,28 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from imgtrans.data.paired import BadImageError
 from imgtrans.devices import resolve_device
-from imgtrans.store.checkpoint import load_checkpoint, model_config, optimizer_from_tensors, restore_rng, save_checkpoint
+from imgtrans.store.checkpoint import load_good_checkpoint, previous_path, save_checkpoint
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.factory import build, save_pretrained
+from imgtrans.train.datasets import model_arguments, resolve_direction, run_datasets, run_validator
 from imgtrans.train.distributed import Distributed
-from imgtrans.train.loading import epoch_batches, folder_dataset, model_arguments, pairs_dataset
-from imgtrans.train.loggers import RunLoggers, require
+from imgtrans.train.failures import DataError, NonFiniteLossError, SampleWarning
+from imgtrans.train.loading import checked, epoch_batches
+from imgtrans.train.loggers import LOG_FILE, TENSORBOARD_DIR, RunLoggers, require
+from imgtrans.train.manifest import Manifest
 from imgtrans.train.objective import StepContext, TrainableModel
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
-from imgtrans.train.signals import stop_requests
-from imgtrans.train.validation import Validator
+from imgtrans.train.state import EpochClock, lr_factor, restore, resumed_clock
+from imgtrans.train.history import record_history
+from imgtrans.train.signals import StopRequest, stop_requests
+from imgtrans.train.validation import BEST_FILE
 
-__all__ = ["NonFiniteLossError", "RunSummary", "Trainer"]  # RunSummary lives in imgtrans.train.run
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss or weight; the last good checkpoint was left intact."""
-
-
-def lr_factor(epochs: int, epochs_decay: int):
-    """Constant for ``epochs`` epochs, then linear decay over ``epochs_decay`` more (as the reference code)."""
-
-    def factor(epoch: int) -> float:
-        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
-
-    return factor
+__all__ = ["DataError", "NonFiniteLossError", "RunSummary", "Trainer"]
 
 
 class Trainer:
@@ -62,12 +56,12 @@ class Trainer:
 
     Args:
         config: the run's settings.
-        train_data: a dataset of ``{"input", "target"}`` items; by default the one the model reads on
-            ``config.data`` (its ``data_layout``: see [folder_dataset][imgtrans.train.loading.folder_dataset]).
+        train_data: a dataset of ``{"input", "target"}`` items; by default a
+            [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on ``config.data``.
         sample_data: the images shown in sample grids (the first ``config.num_samples``);
             by default the training images without augmentation.
         model: a model built with [imgtrans.build][imgtrans.store.factory.build] (so that checkpoints
-            can rebuild it); by default ``build(config.model, **config.model_args)``.
+            can rebuild it); by default built from ``config.model`` and ``config.model_args``.
         val_data: held-out pairs to validate on (see [Validator][imgtrans.train.validation.Validator]);
             by default a [PairedImageDataset][imgtrans.data.paired.PairedImageDataset] on
             ``config.val_data`` without augmentation, or none.
@@ -106,7 +100,7 @@ class Trainer:
                 "optimizer_parameters() and training_step() (see imgtrans.train.objective)"
             )
         reads_folders = train_data is None or val_data is None and config.val_data is not None
-        self.direction = self._resolve_direction(config, needed=reads_folders)
+        self.direction = resolve_direction(config, self.model.config, needed=reads_folders)
         self.config = config = dataclasses.replace(config, direction=self.direction)  # the run records it
         self.model.config = self.model.config.with_direction(self.direction)
         self.model.config.to_dict()  # checkpoints must be able to record it: refuse now, not at the first save
@@ -120,9 +114,13 @@ class Trainer:
         if config.compile:
             for network in networks_of(self.model).values():
                 network.compile()
-        self.train_data, self.sample_data = self._datasets(train_data, sample_data)
+        self.train_data, self.sample_data = run_datasets(
+            config, self.direction, self._model_channels(), self.dist.world_size, train_data, sample_data,
+            layout=getattr(self.model, "data_layout", "paired"),  # pairs (pix2pix, pix2pixHD), or domains (CycleGAN)
+        )
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoints" / "last.safetensors"
+        self.manifest = Manifest(self.out, active=self.dist.is_main)  # what the run wrote (train.manifest)
 
         # The fused Adam kernel updates all parameters in one pass (same update, less memory traffic).
         adam = dict(lr=config.lr, betas=config.betas, fused=self.device.type in ("cpu", "cuda"))
@@ -132,15 +130,20 @@ class Trainer:
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
         scaler = grad_scaler(config.amp, self.device)
         self.context = StepContext(self.optimizers, scaler, self.device, config.amp, config.channels_last)
-        # The model as the training step sees it: DDP-wrapped networks under torchrun.
+        # The model as the training step sees it: DDP-wrapped networks under torchrun (told of frozen parameters).
         unused = config.freeze_encoder_steps > 0 or getattr(self.model, "freezes_parameters", False)
-        view = distributed_view(self.model, self.device, find_unused_parameters=unused) if self.dist.enabled else None
-        self.net = view or self.model
-        self.validator = self._validator(val_data) if self.dist.is_main else None
+        self.net = distributed_view(self.model, self.device, unused) if self.dist.enabled else self.model
+        self.validator = (
+            run_validator(config, self.direction, self._model_channels(), self.train_data, val_data, self.device)
+            if self.dist.is_main else None
+        )  # fmt: skip
         self._val_postfix: dict[str, str] = {}
         self.step = 0
         self._sums: dict[str, torch.Tensor] = {}
         self._count = self._images = 0
+        self._stop = StopRequest()  # replaced by the live one while fit() runs
+        self._skipped, self._sample_failed = 0, False
+        self.clock: EpochClock | None = None  # set from the checkpoint on resume
 
     @property
     def scaler(self) -> torch.amp.GradScaler:
@@ -152,50 +155,9 @@ class Trainer:
         self.context.scaler = scaler
 
     # ----------------------------------------------------------------------------------- set-up
-    def _resolve_direction(self, config: TrainConfig, needed: bool):
-        """``config.direction``, else the model configuration's; required when the trainer reads a folder of pairs."""
-        direction = config.direction or self.model.config.direction
-        if direction is None and needed:
-            raise SettingError(
-                "direction",
-                f"is needed: {self.model.config.name} is not made for one dataset, so say which half of the AB "
-                "images is the input: AtoB or BtoA (facades labels -> photo is BtoA)",
-            )
-        return direction
-
     def _model_channels(self) -> tuple[int, int]:
         args = self.model.config.arguments
         return args.get("in_channels", 3), args.get("out_channels", 3)
-
-    def _datasets(self, train_data: Dataset | None, sample_data: Dataset | None) -> tuple[Dataset, Dataset]:
-        c = self.config
-        if train_data is None:
-            if c.data is None:
-                raise ValueError("no training data: set config.data to a folder of paired images (or pass a dataset)")
-            kind, channels = getattr(self.model, "data_layout", "paired"), self._model_channels()  # pairs, or domains
-            train_data = folder_dataset(kind, c.data, c, direction=self.direction, channels=channels, train=True)
-            if sample_data is None:
-                sample_data = folder_dataset(kind, c.data, c, direction=self.direction, channels=channels, train=False)
-        if len(train_data) < self.dist.world_size:
-            raise ValueError(f"{len(train_data)} training images cannot feed {self.dist.world_size} processes")
-        return train_data, sample_data if sample_data is not None else train_data
-
-    def _validator(self, val_data: Dataset | None) -> Validator | None:
-        """Validation on ``val_data``, or on the folder ``config.val_data``, or none (rank 0 only)."""
-        c = self.config
-        if val_data is None and c.val_data is None:
-            return None
-        if val_data is None:
-            in_ch, out_ch = self._model_channels()
-            val_data = pairs_dataset(
-                c, c.val_data, direction=self.direction, in_channels=in_ch, out_channels=out_ch,
-                load_size=c.crop_size, crop_size=c.crop_size, train=False, seed=c.seed,
-            )  # fmt: skip
-        return Validator(
-            val_data, self.out, c.val_metric, c.val_every, batch_size=8, device=self.device,
-            data=c.val_data if c.val_data is not None else type(val_data).__name__,
-            inception_weights=c.inception_weights,
-        )  # fmt: skip
 
     def steps_per_epoch(self) -> int:
         """Optimisation steps in one pass over the training images (per process)."""
@@ -203,15 +165,20 @@ class Trainer:
 
     def total_steps(self) -> int:
         """Steps of the whole run: every epoch, or ``max_steps`` if smaller."""
-        total = self.config.epochs * self.steps_per_epoch()
-        return total if self.config.max_steps is None else min(total, self.config.max_steps)
+        return self._clock().total(self.config.epochs, self.config.max_steps)
+
+    def _clock(self) -> EpochClock:
+        """Epochs in this run's steps (see [EpochClock][imgtrans.train.state.EpochClock])."""
+        if self.clock is None or self.clock.per_epoch != self.steps_per_epoch():
+            self.clock = EpochClock(self.steps_per_epoch())
+        return self.clock
 
     def batches(self, epoch: int, start: int) -> Iterator[dict]:
         """The batches of ``epoch`` from batch ``start`` on: a function of (seed, epoch) alone."""
         c = self.config
         return epoch_batches(
             self.train_data, epoch, start, batch_size=c.batch_size, seed=c.seed, dist=self.dist, workers=c.workers,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda", stopping=self._stop.is_set,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------------ a step
@@ -277,36 +244,44 @@ class Trainer:
         finishes the current step, saves a checkpoint and returns with ``interrupted=True``.
         """
         with RunFolder(self.out, active=self.dist.is_main) as run:
-            run.prepare(resume=resume, overwrite=overwrite)
+            replaced = run.prepare(resume=resume, overwrite=overwrite)
+            if replaced:
+                print(replaced)
+            self.manifest = Manifest(self.out, active=self.dist.is_main)
             return self._fit(resume)
 
     def _fit(self, resume: bool) -> RunSummary:
         main = self.dist.is_main
         if hasattr(self.train_data, "verify"):  # a damaged file is found now, not hours in
-            self.train_data.verify()
-        if resume and self.checkpoint_path.is_file():
+            if bad := self.train_data.verify():  # with skip_bad_images: said, then passed over
+                warnings.warn(f"{len(bad)} of the {len(self.train_data)} training images cannot be read and will be "
+                              f"skipped, e.g. {bad[0]}")
+        if resume and (self.checkpoint_path.is_file() or previous_path(self.checkpoint_path).is_file()):
             self.load(self.checkpoint_path)
         if resume and main:
             trim_log(self.out / "log.jsonl", self.step)
         if resume and self.validator is not None:
             self.validator.restore()
-        per_epoch, total = self.steps_per_epoch(), self.total_steps()
+        per_epoch, total = self.steps_per_epoch(), self.total_steps()  # the clock is the resumed one now
         log = RunLoggers(self.out, self.config.log_to, resume_step=self.step if resume else None) if main else None
+        if main:
+            self.manifest.add(self.out / LOG_FILE)
         samples = [self._sample(log)] if main and self.step == 0 else []
         bar = tqdm(total=total, initial=self.step, disable=not main, unit="step", dynamic_ncols=True)
         interrupted = False
         clock = started = time.perf_counter()
         try:
             with stop_requests() as stop:
+                self._stop = stop
                 while self.step < total and not interrupted:
-                    epoch, start = divmod(self.step, per_epoch)
-                    for batch in self.batches(epoch, start):
+                    epoch, start = divmod(self.clock.position(self.step), per_epoch)
+                    for batch in self._checked(self.batches(epoch, start), log):
                         self.train_step(batch)
                         self.step += 1
                         bar.update()
                         if self._due(self.config.log_every) or self.step == total:
                             clock = self._log(log, bar, clock)
-                        if self.step % per_epoch == 0:  # before any checkpoint of this step
+                        if self.clock.position(self.step) % per_epoch == 0:  # before any checkpoint of this step
                             for scheduler in self.schedulers.values():
                                 scheduler.step()
                         if main and self.config.sample_every and self._due(self.config.sample_every):
@@ -318,31 +293,58 @@ class Trainer:
                         interrupted = self.dist.any(stop.is_set(), self.device)
                         if interrupted or self.step >= total:
                             break
+                    # a loader that failed after a stop request ended the epoch early: that is the stop
+                    interrupted = interrupted or (not self.dist.enabled and stop.is_set())
             self._flush()
             validator = self.validator
             if validator is not None and not interrupted and (validator.last or {}).get("step") != self.step:
                 self._validate(log, bar)  # the last model's scores, for the summary
             self.save()
-            if main and (not samples or samples[-1].stem != f"step-{self.step:06d}"):
+            if main and (not samples or samples[-1] is None or samples[-1].stem != f"step-{self.step:06d}"):
                 samples.append(self._sample(log))
             model_dir = self.export() if main and not interrupted else None
         finally:
             bar.close()
             if log is not None:
                 log.close()
+                self.manifest.add_matching(self.out / TENSORBOARD_DIR, "events.out.tfevents.")
         if interrupted and main:
             print(f"interrupted: saved {self.checkpoint_path} at step {self.step}; resume with --resume")
-        summary = RunSummary(self.out, self.step, self.checkpoint_path, samples, model_dir, interrupted)
-        if self.validator is not None:
-            v = self.validator
-            summary.val_metric, summary.last_scores, summary.val_seconds = v.metric, v.last, v.seconds
-            if v.best is not None:
-                summary.best, summary.best_step, summary.best_scores = v.directory, v.best.step, v.best.scores
+        summary = RunSummary(self.out, self.step, self.checkpoint_path, [p for p in samples if p is not None],
+                             model_dir, interrupted, exit_status=self._stop.exit_status if interrupted else 0)
+        summary.add_validation(self.validator)
         summary.train_seconds = time.perf_counter() - started - summary.val_seconds
         return summary
 
-    def _sample(self, log: RunLoggers | None) -> Path:
-        path = self.write_samples()
+    def _checked(self, batches: Iterator[dict], log: RunLoggers | None) -> Iterator[dict]:
+        """``batches``; a loading failure saves the last finished step first, then is said in one line.
+
+        With ``skip_bad_images``, each unreadable file a batch stood in for is logged (``skipped``).
+        """
+        for batch in checked(batches, self._data_failure):
+            for problem in (p for text in batch.pop("skipped", ()) for p in text.split("\n") if p):
+                self._skipped += 1
+                self._record(log, {"step": self.step + 1, "skipped": problem, "skipped_images": self._skipped})
+            yield batch
+
+    def _data_failure(self, error: Exception) -> DataError:
+        self.save()  # the steps so far are kept before the run stops
+        return DataError(str(error), self.step, self._kept())
+
+    def _sample(self, log: RunLoggers | None) -> Path | None:
+        """A sample grid; a failed write (a full disk) is said once and training goes on without it."""
+        path = self.out / "samples" / f"step-{self.step:06d}.png"
+        try:
+            self.write_samples()
+        except BadImageError as error:  # a sample image went bad: as in a batch, the steps so far are kept
+            raise self._data_failure(error) from None
+        except OSError as error:
+            if not self._sample_failed:
+                self._sample_failed = True
+                warnings.warn(SampleWarning(f"cannot write the sample grid {path}: {error.strerror or error}; training "
+                                            f"goes on without sample grids until they can be written ({self._kept()})"))
+            return None
+        self.manifest.add(path)
         if log is not None:
             log.image(self.step, path)
         return path
@@ -350,13 +352,20 @@ class Trainer:
     def _validate(self, log: RunLoggers | None, bar) -> float:
         """Validate now (rank 0), log the scores, keep the best model; returns the seconds it took."""
         scores = self.validator.validate(self.model, self.step)
-        record = {"step": self.step, "epoch": self.step / self.steps_per_epoch(), **scores}
-        if log is not None:
-            log.record(record)
+        if self.validator.best is not None and self.validator.directory.is_dir():
+            self.manifest.add_model(self.validator.directory)
+            self.manifest.add(*self.validator.directory.glob(BEST_FILE))
+        record = {"step": self.step, "epoch": self._clock().epochs(self.step), **scores}
+        self._record(log, record)
         metric = self.validator.metric
         self._val_postfix = {f"val_{metric}": f"{record[f'val_{metric}']:.4g}", "best": str(record.get("best_step"))}
         bar.set_postfix(self._val_postfix, refresh=False)
         return record["val_seconds"]
+
+    def _record(self, log: RunLoggers | None, record: dict) -> None:
+        if log is not None:
+            with self._writing("the log", self.out / LOG_FILE):  # a full disk: one line, with what was kept
+                log.record(record)
 
     def _due(self, every: int) -> bool:
         return every > 0 and self.step % every == 0
@@ -366,14 +375,14 @@ class Trainer:
         now = time.perf_counter()
         record = {
             "step": self.step,
-            "epoch": self.step / self.steps_per_epoch(),
+            "epoch": self._clock().epochs(self.step),
             "lr": next(iter(self.optimizers.values())).param_groups[0]["lr"],
             **{k: round(v, 6) for k, v in means.items()},
             "img_per_s": round(self._images * self.dist.world_size / max(now - clock, 1e-9), 3),
         }
         self._images = 0
         if log is not None:
-            log.record(record)
+            self._record(log, record)
             terms = [k for k in getattr(self.model, "progress_terms", ()) if k in means] or list(means)[:3]
             shown = {k: f"{record[k]:.3g}" for k in (*terms, "img_per_s") if k in record}
             bar.set_postfix({**shown, **self._val_postfix}, refresh=False)
@@ -401,40 +410,30 @@ class Trainer:
                 "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
                 "scaler": self.scaler.state_dict(),
                 "world_size": self.dist.world_size,
+                **self._clock().to_meta(),
             }
             with self._writing("the checkpoint", self.checkpoint_path):
                 save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
+                previous = previous_path(self.checkpoint_path)
+                self.manifest.add(self.checkpoint_path, *([previous] if previous.is_file() else []))
         return self.checkpoint_path
 
     def _writing(self, what: str, path: Path) -> contextlib.AbstractContextManager:
         return writing(what, path, self.checkpoint_path)
 
     def load(self, path: Path) -> None:
-        """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first")
-        checkpoint = load_checkpoint(path)
-        saved, current = model_config(checkpoint.meta, str(path)), self.model.config
-        if (saved.name, saved.arguments) != (current.name, current.arguments):
-            raise ValueError(
-                f"{path} holds a different model ({saved.name} {saved.arguments}) than this run "
-                f"({current.name} {current.arguments}); use another --out"
-            )
-        self.model.load_state_dict(checkpoint.section("model"), strict=True)
-        getattr(self.model, "load_training_state", lambda state: None)(checkpoint.section("train"))  # CycleGAN's pools
-        for name, optimizer in self.optimizers.items():
-            state = optimizer_from_tensors(checkpoint, f"optim.{name}", checkpoint.meta["optimizers"][name])
-            optimizer.load_state_dict(state)
-        for name, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
-            # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
-            scheduler.base_lrs = [self.config.lr] * len(scheduler.base_lrs)
-            for group, factor in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas):
-                group.update(initial_lr=self.config.lr, lr=self.config.lr * factor(scheduler.last_epoch))
-                group["betas"] = self.config.betas
-        self.scaler.load_state_dict(checkpoint.meta["scaler"])
-        self.step = checkpoint.meta["step"]
-        restore_rng(checkpoint)
+        """Restore weights, optimisers, schedulers, scaler, step and RNG from a checkpoint.
+
+        A damaged one gives way, with a warning, to the previous good one (see [imgtrans.store.checkpoint][]).
+        """
+        try:
+            checkpoint = load_good_checkpoint(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first") from None
+        self.step = restore(checkpoint, self.model, self.optimizers, self.schedulers, self.scaler, self.config)
+        self.clock, changed = resumed_clock(checkpoint.meta, len(self.train_data), self.config, self.dist.world_size)
+        if changed and self.dist.is_main:
+            record_history(self.out, self.step, self.clock, changed, self.manifest)
 
     def write_samples(self) -> Path:
         """Save input | output | target for the first ``num_samples`` sample images."""
@@ -444,4 +443,6 @@ class Trainer:
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
-            return save_pretrained(self.model, self.out / "model", overwrite=True)  # the run's own export
+            folder = save_pretrained(self.model, self.out / "model", step=self.step, overwrite=True)
+            self.manifest.add_model(folder)
+            return folder

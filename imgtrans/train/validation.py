@@ -197,6 +197,7 @@ class Validator:
         try:
             save_pretrained(model, fresh)
             (fresh / BEST_FILE).write_text(json.dumps(asdict(self.best), indent=2) + "\n")
+            _carry_over(self.directory, fresh)  # the user's own files in best/ stay
             shutil.rmtree(old, ignore_errors=True)
             if self.directory.exists():
                 os.replace(self.directory, old)
@@ -259,3 +260,24 @@ def format_validation_summary(summary: RunSummary) -> str:
         share = 100 * summary.val_seconds / total
         lines.append(f"validation: {summary.val_seconds:.1f} s of {total:.1f} s ({share:.1f}%)")
     return "\n".join(lines)
+
+
+def _carry_over(old: Path, fresh: Path) -> None:
+    """Hard-link (else copy) into ``fresh`` what ``old`` holds that ``fresh`` lacks: files imgtrans did not write."""
+    if not old.is_dir():
+        return
+    for path in old.iterdir():
+        target = fresh / path.name
+        if target.exists():
+            continue
+        if path.is_dir():
+            shutil.copytree(path, target, copy_function=_link_or_copy, symlinks=True)
+        else:
+            _link_or_copy(path, target)
+
+
+def _link_or_copy(source, target) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, target, follow_symlinks=False)

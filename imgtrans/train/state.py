@@ -1,0 +1,131 @@
+"""What a checkpoint holds of a run beyond its tensors, and how a resumed run takes it back.
+
+The learning-rate schedule is the reference code's: constant for the first epochs, then a linear
+decay to zero over the last ``epochs_decay`` (pix2pix, section 6.2, with the code's 100 + 100
+epochs for facades). A resumed run restores weights, optimiser moments, schedule position,
+gradient scaler, step and random generators; the settings given on resume (``lr``, ``betas``,
+``epochs``) apply from the resumed step on, not the checkpoint's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgtrans.store.checkpoint import Checkpoint, model_config, optimizer_from_tensors, restore_rng
+from imgtrans.store.config import ModelConfig
+from imgtrans.train.settings import TrainConfig
+
+
+def lr_factor(epochs: int, epochs_decay: int):
+    """Constant for ``epochs`` epochs, then linear decay over ``epochs_decay`` more (as the reference code)."""
+
+    def factor(epoch: int) -> float:
+        return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+    return factor
+
+
+def check_same_model(checkpoint: Checkpoint, current: ModelConfig) -> None:
+    """Refuse a checkpoint of another architecture than the run's."""
+    saved = model_config(checkpoint.meta, str(checkpoint.path))
+    if (saved.name, saved.arguments) != (current.name, current.arguments):
+        raise ValueError(
+            f"{checkpoint.path} holds a different model ({saved.name} {saved.arguments}) than this run "
+            f"({current.name} {current.arguments}); use another --out"
+        )
+
+
+def restore(
+    checkpoint: Checkpoint,
+    model: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, Any],
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+) -> int:
+    """Put the model, optimisers, schedules, scaler and RNG back as ``checkpoint`` saved them; returns its step."""
+    check_same_model(checkpoint, model.config)
+    model.load_state_dict(checkpoint.section("model"), strict=True)
+    if callable(getattr(model, "load_training_state", None)):  # what else it keeps to resume exactly: CycleGAN's pools
+        model.load_training_state(checkpoint.section("train"))
+    for name, optimizer in optimizers.items():
+        saved = checkpoint.meta["optimizers"][name]
+        optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", saved))
+    for name, scheduler in schedulers.items():
+        scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
+        # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
+        scheduler.base_lrs = [config.lr] * len(scheduler.base_lrs)
+        for group, factor in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas):
+            group.update(initial_lr=config.lr, lr=config.lr * factor(scheduler.last_epoch))
+            group["betas"] = config.betas
+    scaler.load_state_dict(checkpoint.meta["scaler"])
+    restore_rng(checkpoint)
+    return checkpoint.meta["step"]
+
+
+# ------------------------------------------------------------------------ epochs across resumes
+MEANING = ("data", "batch_size", "epochs", "epochs_decay", "load_size", "crop_size", "flip", "direction", "seed",
+           "serial_batches", "label_nc", "instance")
+"""Settings that change what a step or an epoch means, or the schedule a step is on."""
+
+
+@dataclass
+class EpochClock:
+    """Where a run is in epochs, when a resume changed how many steps an epoch has.
+
+    The run counted ``per_epoch`` steps an epoch since step ``origin_step``, at which it had done
+    ``origin_epoch`` epochs (0 and 0 for a run never changed). The epoch a step falls in, the
+    batch it starts at, the learning-rate schedule and the total of steps all follow from it, so
+    that doubling the batch size on resume neither repeats nor skips epochs of the schedule.
+    """
+
+    per_epoch: int
+    origin_step: int = 0
+    origin_epoch: float = 0.0
+
+    def position(self, step: int) -> int:
+        """Steps of the current size since the start of the run, at ``step``."""
+        return round(self.origin_epoch * self.per_epoch) + step - self.origin_step
+
+    def epochs(self, step: int) -> float:
+        """Epochs done at ``step``."""
+        return self.position(step) / self.per_epoch
+
+    def total(self, epochs: int, max_steps: int | None) -> int:
+        """The step at which ``epochs`` are done (or ``max_steps``, if smaller)."""
+        total = self.origin_step + epochs * self.per_epoch - round(self.origin_epoch * self.per_epoch)
+        return total if max_steps is None else min(total, max_steps)
+
+    def to_meta(self) -> dict:
+        return {"steps_per_epoch": self.per_epoch, "epoch_origin": [self.origin_step, self.origin_epoch]}
+
+    @classmethod
+    def resumed(cls, meta: dict, per_epoch: int, saved_per_epoch: int) -> "EpochClock":
+        """The clock of a run resumed from a checkpoint's ``meta`` with ``per_epoch`` steps an epoch now."""
+        origin_step, origin_epoch = meta.get("epoch_origin", (0, 0.0))
+        saved = cls(meta.get("steps_per_epoch", saved_per_epoch), origin_step, origin_epoch)
+        if saved.per_epoch == per_epoch:
+            return cls(per_epoch, origin_step, origin_epoch)
+        return cls(per_epoch, meta["step"], saved.epochs(meta["step"]))
+
+
+def resumed_clock(meta: dict, images: int, config: TrainConfig, world: int) -> tuple[EpochClock, dict[str, list]]:
+    """The epoch clock of a run resumed from a checkpoint's ``meta``, and the settings changed since."""
+    saved, saved_world = TrainConfig.from_checkpoint(meta["train_config"]), meta.get("world_size", 1)
+    per_epoch = math.ceil(math.ceil(images / world) / config.batch_size)
+    clock = EpochClock.resumed(meta, per_epoch, math.ceil(math.ceil(images / saved_world) / saved.batch_size))
+    return clock, changed_settings(saved.to_dict(), config, saved_world, world)  # 0.1's epochs read as now
+
+
+def changed_settings(saved: dict, current: TrainConfig, saved_world: int, world: int) -> dict[str, list]:
+    """The settings of ``MEANING`` (and the process count) that differ from a checkpoint's: ``{name: [old, new]}``."""
+    now = current.to_dict()
+    changed = {k: [saved.get(k), now[k]] for k in MEANING if k in saved and saved.get(k) != now[k]}
+    if saved_world != world:
+        changed["processes"] = [saved_world, world]
+    return changed
