@@ -124,9 +124,29 @@ def atomic_write(path: PathLike, data: bytes | str | Callable[[Path], None], *, 
     return path
 
 
+def atomic_link(source: PathLike, path: PathLike) -> Path:
+    """Make ``path`` another name of the file ``source``, atomically: a hard link renamed over ``path``.
+
+    No byte is copied and ``source`` is never absent (a checkpoint kept as the previous one);
+    where the file system has no hard links, an atomic copy.
+    """
+    source, path = Path(source), Path(path)
+    temporary = temporary_path(path)
+    temporary.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:  # a file system without hard links: a copy
+            return atomic_write(path, source.read_bytes())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Callable[[str], bool] | None = None,
-                  what: str = "") -> Iterator[Path]:
+                  what: str = "", keep_others: bool = False) -> Iterator[Path]:
     """Write a folder atomically: yield a temporary sibling to fill, then swap it into place.
 
     An existing folder is exchanged with the new one in one step (``renameat2`` with
@@ -140,6 +160,9 @@ def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Calla
         replaceable: which names in an existing folder this writer may discard; anything else (the
             user's own files) is refused even with ``overwrite``. ``None``: any name.
         what: how messages name the folder (``"the model folder"``).
+        keep_others: instead of refusing the names ``replaceable`` does not name, keep them: they are
+            hard-linked into the new folder before the swap (no byte copied; the old folder holds
+            them until the new one is in place), as a run's ``model/`` keeps the user's notes.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
@@ -151,9 +174,10 @@ def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Calla
     if path.exists() and not path.is_dir():
         raise ValueError(f"{path} is a file, not a folder; choose a folder name that does not exist yet")
     refuse_existing(path, overwrite, what)
+    foreign: list[str] = []
     if replaceable is not None and path.is_dir():
         foreign = sorted(p.name for p in path.iterdir() if not (replaceable(p.name) or _TEMPORARY.match(p.name)))
-        if foreign:
+        if foreign and not keep_others:
             raise ValueError(
                 f"{shown} holds files imgtrans did not write ({', '.join(foreign[:5])}{' ...' * (len(foreign) > 5)}); "
                 "nothing was changed. Move them elsewhere, or choose another folder"
@@ -165,6 +189,12 @@ def atomic_folder(path: PathLike, *, overwrite: bool = False, replaceable: Calla
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir()
         yield temporary
+        for name in foreign if keep_others and existed else ():  # the user's files, into the new folder
+            old = path / name
+            if old.is_dir() and not old.is_symlink():
+                shutil.copytree(old, temporary / name, symlinks=True, copy_function=os.link)
+            elif not (temporary / name).exists():
+                os.link(old, temporary / name, follow_symlinks=False)
         fsync_folder(temporary)
         if existed:
             _swap_folders(temporary, path)  # ``temporary`` now holds the old folder

@@ -30,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from imgtrans.io import atomic_write
+from imgtrans.io import atomic_link, atomic_write
 from imgtrans.store.config import ModelConfig
 from imgtrans.store.weights import as_os_error
 
@@ -158,17 +158,7 @@ def keep_previous(path: Path, step: int | None = None) -> None:
         return
     if step is not None and kept_step == step:
         return
-    previous = previous_path(path)
-    temporary = previous.with_name(f".{previous.name}.tmp-{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    try:
-        try:
-            os.link(path, temporary)
-        except OSError:  # a file system without hard links: a copy
-            atomic_write(temporary, path.read_bytes())
-        os.replace(temporary, previous)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_link(path, previous_path(path))
 
 
 def checksum(meta: str, tensors: dict[str, torch.Tensor]) -> str:

@@ -77,6 +77,7 @@ def save_pretrained(
     published: Published | None = None,
     overwrite: bool = False,
     step: int | None = None,
+    keep_others: bool = False,
 ) -> Path:
     """Write ``model`` to ``directory`` as ``config.json``, ``model.safetensors`` and ``README.md``.
 
@@ -88,8 +89,9 @@ def save_pretrained(
             generator without its discriminator. ``None`` saves everything.
         published: what the model was trained for, for the model card.
         overwrite: replace an existing saved model at ``directory``; without it an existing,
-            non-empty folder is refused. A folder holding files of your own is refused either way.
+            non-empty folder is refused. A folder holding files of your own is refused either way, unless ``keep_others``.
         step: the training step the weights are from (a run's export records it in ``config.json``).
+        keep_others: with ``overwrite``, keep files of your own in the folder instead of refusing it.
 
     Returns:
         The folder, readable by [from_pretrained][imgtrans.store.factory.from_pretrained].
@@ -108,7 +110,7 @@ def save_pretrained(
     full = model.state_dict()
     return write_folder(directory, config, select_parts(full, parts), parts=parts, published=published,
                         model_parts=tuple(top_level(full)), overwrite=overwrite,
-                        config_fields={} if step is None else {"step": step})  # fmt: skip
+                        config_fields={} if step is None else {"step": step}, keep_others=keep_others)  # fmt: skip
 
 
 def from_pretrained(directory_or_repo_id: str | os.PathLike, *, revision: str | None = None) -> nn.Module:

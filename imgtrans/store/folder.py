@@ -46,6 +46,7 @@ def write_folder(
     replaceable: Iterable[str] = (),
     extra_files: Mapping[str, str | bytes] | None = None,
     config_fields: Mapping[str, Any] | None = None,
+    keep_others: bool = False,
 ) -> Path:
     """Write a saved model folder whole: weights, model card, ``extra_files``, then ``config.json``.
 
@@ -62,6 +63,8 @@ def write_folder(
             downloaded ``.pth``).
         extra_files: more files to write into the folder, by name.
         config_fields: more fields of ``config.json`` (a run's export records its ``step``).
+        keep_others: keep the files of the user's own in an existing folder (a run's ``model/``)
+            rather than refuse it.
 
     Raises:
         FileExistsError: ``directory`` exists and ``overwrite`` is false.
@@ -72,7 +75,8 @@ def write_folder(
     config.to_dict()  # a configuration that could not load offline is refused before anything is written
     extra_files = dict(extra_files or {})
     owned = {*FOLDER_FILES, *replaceable, *extra_files}
-    writing = atomic_folder(directory, overwrite=overwrite, replaceable=owned.__contains__, what="the model folder")
+    writing = atomic_folder(directory, overwrite=overwrite, replaceable=owned.__contains__, what="the model folder",
+                           keep_others=keep_others)
     with writing as fresh:
         sha256 = write_weights(fresh / WEIGHTS_FILE, state, parts)
         atomic_write(fresh / CARD_FILE, model_card(config, parts=parts, published=published, model_parts=model_parts))

@@ -443,6 +443,7 @@ class Trainer:
     def export(self) -> Path:
         """Save the trained model to ``out/model`` with [save_pretrained][imgtrans.store.factory.save_pretrained]."""
         with self._writing("the exported model", self.out / "model"):
-            folder = save_pretrained(self.model, self.out / "model", step=self.step, overwrite=True)
+            folder = save_pretrained(self.model, self.out / "model", step=self.step, overwrite=True,
+                                     keep_others=True)  # the run's own export; the user's notes in model/ stay
             self.manifest.add_model(folder)
             return folder
