@@ -39,3 +39,17 @@ def tiny_facades():
 
     torch.manual_seed(0)
     return imgtrans.build("pix2pix-facades", **TINY_MODEL).eval()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI and the README's test "
+                     "command do); without it they are deselected, so a quick run takes a few minutes")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        config.hook.pytest_deselected(items=slow)

@@ -100,6 +100,7 @@ def test_translate_splits_ab_files(tmp_path, data):
     assert Image.open(tmp_path / "t" / "1.png").size == (36, 36)
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "2", "--size", "32"]) == 0
     out = capsys.readouterr().out

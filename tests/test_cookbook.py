@@ -25,6 +25,8 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # five recipes with two ONNX exports and a training: a minute or more
+
 PAGE = ROOT / "docs" / "cookbook.md"
 BLOCKS = re.findall(r"```(python|bash)\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.DOTALL)
 ENV = {

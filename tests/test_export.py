@@ -173,6 +173,7 @@ def test_folded_copy_computes_eval_mode():
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the model is left as it was
 
 
+@pytest.mark.slow
 def test_int8_is_calibrated_checked_and_labelled(int8, calibration):
     model, path, metadata = int8
     meta = read_metadata(path)
@@ -191,6 +192,7 @@ def test_int8_is_calibrated_checked_and_labelled(int8, calibration):
     assert "ConvTranspose" not in ops and "QuantizeLinear" in ops  # the decoder is quantised too
 
 
+@pytest.mark.slow
 def test_int8_is_refused_when_it_would_differ_visibly(calibration, tmp_path):
     from imgtrans.deploy.int8 import quantize_onnx
 

@@ -52,6 +52,7 @@ def smooth_images(n: int, seed: int) -> torch.Tensor:
     return F.interpolate(coarse, size=32, mode="bilinear", align_corners=False)
 
 
+@pytest.mark.slow
 def test_fid_is_zero_for_one_set_grows_with_noise_and_kid_is_zero_between_samples_of_one_set(quick):
     real, other = smooth_images(10, seed=1), smooth_images(10, seed=2)
 
@@ -89,6 +90,7 @@ def test_kid_is_reproducible_and_leaves_the_random_stream_alone(quick):
     assert spawned.real_images == 4 and spawned.fake_images == 0
 
 
+@pytest.mark.slow
 def test_safetensors_and_pth_files_give_the_same_features(weights, features, tmp_path):
     converted = tmp_path / "inception.safetensors"
     save_file(torch.load(weights, weights_only=True), str(converted))
@@ -172,6 +174,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     return run, data
 
 
+@pytest.mark.slow
 def test_eval_reports_fid_and_kid_with_the_bias_warning(trained, weights, tmp_path, capsys):
     run, data = trained
     out = tmp_path / "report"
@@ -216,6 +219,7 @@ def test_eval_shows_a_progress_bar(trained, tmp_path, capsys):
     assert "evaluating (eval)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_training_validates_by_fid(trained, weights, tmp_path, monkeypatch):
     from imgtrans.train import TrainConfig, Trainer
 

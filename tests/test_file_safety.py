@@ -121,6 +121,7 @@ def calibration_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_export_refuses_an_existing_file_and_replaces_it_with_overwrite(saved, calibration_dir, tmp_path, precision, capsys):
     pytest.importorskip("onnxruntime")
@@ -244,6 +245,7 @@ def half_then_no_space(proto, path, *args, **kwargs):
     no_space()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_export_on_a_full_disk_leaves_the_old_file_whole(saved, calibration_dir, tmp_path, monkeypatch, precision, capsys):
     pytest.importorskip("onnxruntime")

@@ -152,6 +152,7 @@ trainer.dist.close()
 """
 
 
+@pytest.mark.slow
 def test_the_four_networks_train_under_torchrun_with_gradients_averaged(tmp_path):
     data = write_ab_folder(SyntheticFacades(4, 16, seed=0), tmp_path / "data")
     script = tmp_path / "ddp.py"

@@ -98,6 +98,7 @@ def test_the_perceptual_term_is_off_by_default():
     assert "perceptual" not in model.generator_loss(x, x, model(x))
 
 
+@pytest.mark.slow
 def test_trainer_steps_with_a_timm_encoder_on_the_embedded_dataset(tmp_path):
     """The trainer, a timm-encoder U-Net, a frozen encoder for 2 steps, the synthetic facades."""
     config = TrainConfig(

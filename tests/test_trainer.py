@@ -126,6 +126,7 @@ class Signalling(torch.utils.data.Dataset):
         return self.data[i]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_resumes_exactly(tmp_path):
     data = SyntheticFacades(6, 32, seed=0)
     reference = Trainer(config(tmp_path / "ref", load_size=None, crop_size=None), data, data)
