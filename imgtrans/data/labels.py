@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from imgtrans.data.paired import augmentation_rng
+from imgtrans.data.paired import augmentation_rng, crop_box
 from imgtrans.images import image_files, image_to_tensor, read_image
 
 LAYOUTS: tuple[tuple[str, str, str], ...] = (("label", "img", "inst"), ("train_label", "train_img", "train_inst"))
@@ -185,17 +185,7 @@ class LabelMapDataset(Dataset):
             size = (self.load_size, self.load_size)
             maps, image = [m.resize(size, Image.NEAREST) for m in maps], image.resize(size, Image.BICUBIC)
         if self.crop_size is not None:
-            w, h = image.size
-            if w < self.crop_size or h < self.crop_size:
-                raise ValueError(
-                    f"{label_path} gives {w}x{h} maps, smaller than the {self.crop_size}x{self.crop_size} crop; "
-                    "lower the crop size (crop_size, --crop-size) or resize first (load_size, --load-size)"
-                )
-            if self.train:
-                x, y = int(rng.integers(0, w - self.crop_size + 1)), int(rng.integers(0, h - self.crop_size + 1))
-            else:
-                x, y = (w - self.crop_size) // 2, (h - self.crop_size) // 2
-            box = (x, y, x + self.crop_size, y + self.crop_size)
+            box = crop_box(image.size, self.crop_size, self.train, rng, f"{label_path} gives")
             maps, image = [m.crop(box) for m in maps], image.crop(box)
         ids = [ids_to_tensor(m) for m in maps]
         target = image_to_tensor(image, self.out_channels)

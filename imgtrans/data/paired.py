@@ -41,6 +41,25 @@ def augmentation_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
+def crop_box(size: tuple[int, int], crop: int, train: bool, rng: np.random.Generator, source: str) -> tuple:
+    """The ``crop x crop`` box of an image of ``size``: random in training (the jitter of section 6.2), else central.
+
+    ``source`` begins the message for an image smaller than the crop (``"a.png gives"``). The box is
+    drawn with two integers from ``rng``, left then top, as every dataset of imgtrans draws it.
+    """
+    w, h = size
+    if w < crop or h < crop:
+        raise ValueError(
+            f"{source} {w}x{h} images, smaller than the {crop}x{crop} crop; lower the crop size (crop_size, "
+            "--crop-size) or resize first (load_size, --load-size)"
+        )
+    if train:
+        x, y = int(rng.integers(0, w - crop + 1)), int(rng.integers(0, h - crop + 1))
+    else:
+        x, y = (w - crop) // 2, (h - crop) // 2
+    return x, y, x + crop, y + crop
+
+
 def pair_shape_problem(width: int, height: int, check: bool = True) -> str | None:
     """Why a ``width x height`` file cannot be an AB pair (A and B side by side), in words; ``None`` if it can.
 
@@ -212,17 +231,7 @@ class PairedImageDataset(Dataset):
             size = (self.load_size, self.load_size)
             source, target = source.resize(size, Image.BICUBIC), target.resize(size, Image.BICUBIC)
         if self.crop_size is not None:
-            w, h = source.size
-            if w < self.crop_size or h < self.crop_size:
-                raise ValueError(
-                    f"{self.pairs[index][0]} gives {w}x{h} images, smaller than the {self.crop_size}x{self.crop_size} "
-                    "crop; lower the crop size (crop_size, --crop-size) or resize first (load_size, --load-size)"
-                )
-            if self.train:
-                x, y = int(rng.integers(0, w - self.crop_size + 1)), int(rng.integers(0, h - self.crop_size + 1))
-            else:
-                x, y = (w - self.crop_size) // 2, (h - self.crop_size) // 2
-            box = (x, y, x + self.crop_size, y + self.crop_size)
+            box = crop_box(source.size, self.crop_size, self.train, rng, f"{self.pairs[index][0]} gives")
             source, target = source.crop(box), target.crop(box)
         source_t, target_t = image_to_tensor(source, self.in_channels), image_to_tensor(target, self.out_channels)
         if self.train and self.flip and rng.random() < 0.5:

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from imgtrans.data.paired import augmentation_rng
+from imgtrans.data.paired import augmentation_rng, crop_box
 from imgtrans.images import IMAGE_EXTENSIONS, image_files, image_to_tensor, read_image, save_image
 
 
@@ -128,17 +128,7 @@ class UnpairedImageDataset(Dataset):
         if self.load_size is not None:
             image = image.resize((self.load_size, self.load_size), Image.BICUBIC)
         if self.crop_size is not None:
-            w, h = image.size
-            if w < self.crop_size or h < self.crop_size:
-                raise ValueError(
-                    f"{path} is {w}x{h} after resizing, smaller than the {self.crop_size}x{self.crop_size} crop; lower "
-                    "the crop size (crop_size, --crop-size) or resize first (load_size, --load-size)"
-                )
-            if self.train:
-                x, y = int(rng.integers(0, w - self.crop_size + 1)), int(rng.integers(0, h - self.crop_size + 1))
-            else:
-                x, y = (w - self.crop_size) // 2, (h - self.crop_size) // 2
-            image = image.crop((x, y, x + self.crop_size, y + self.crop_size))
+            image = image.crop(crop_box(image.size, self.crop_size, self.train, rng, f"{path} gives, after resizing,"))
         tensor = image_to_tensor(image, channels)
         if self.train and self.flip and rng.random() < 0.5:
             tensor = tensor.flip(-1)
