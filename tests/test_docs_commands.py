@@ -83,6 +83,14 @@ CANNOT_RUN = [
     (r"imgtrans app pix2pix-facades", "the published weights: downloaded from the network"),
     (r"--inception-weights", "needs the FID Inception weights file (a 92 MB download)"),
     (r"imgtrans eval .*--fid", "FID downloads its Inception weights from the network"),
+    (r"imgtrans translate cyclegan-", "the published CycleGAN weights: downloaded from the network"),
+    # Issue 23's pages: the harness does not make their data yet (unpaired trainA/ trainB/ folders, CycleGAN
+    # runs, Cityscapes-style label/ img/ inst/ maps); tests/test_cyclegan.py, test_unpaired.py and
+    # test_pix2pixhd_model.py train and translate these models at tiny sizes meanwhile.
+    (r"imgtrans (train|translate) .*(cyclegan|horse2zebra|--data synth)", "needs CycleGAN data or a CycleGAN run, "
+     "which this harness does not make yet (tests/test_cyclegan.py covers the commands)"),
+    (r"imgtrans train pix2pixhd.* --label-nc", "needs Cityscapes-style label maps, which this harness does not "
+     "make yet (tests/test_pix2pixhd_model.py trains on tiny ones)"),
 ]  # fmt: skip
 
 TINY = json.dumps(TINY_MODEL)
@@ -118,6 +126,8 @@ INLINE_FRAGMENTS = {
     "imgtrans train --resume": "names the flag; the blocks give it with the run's --out",
     "imgtrans zoo info NAME": "NAME is a placeholder for any published model",
     "imgtrans train": "names the command",
+    "imgtrans train cyclegan": "names the configuration; the page's blocks give the full command",
+    "imgtrans app runs/cyclegan --direction BtoA": "needs a CycleGAN run, which this harness does not make yet",
     "imgtrans eval pix2pix-facades --data facades/test": "a first try refused before the download "
     "(docs/reliability.md); tests/test_first_use.py runs it",
 }
