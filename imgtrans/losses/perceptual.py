@@ -107,15 +107,7 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The weighted sum over layers of the mean absolute feature difference."""
-        if output.shape != target.shape:
-            raise ValueError(
-                f"output and target must have the same shape; got {tuple(output.shape)} and {tuple(target.shape)}"
-            )
-        with torch.no_grad():
-            target_features = self.features(target)
-        return sum(
-            w * F.l1_loss(a, b) for w, a, b in zip(self.layer_weights, self.features(output), target_features)
-        )
+        return feature_distance(self.features, self.layer_weights, output, target)
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone_name!r}, layers={self.layers}, layer_weights={self.layer_weights}"
@@ -162,17 +154,25 @@ class VGG19Loss(nn.Module):
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The weighted sum of L1 distances between the features of ``output`` and of ``target``."""
-        if output.shape != target.shape:
-            raise ValueError(
-                f"output and target must have the same shape; got {tuple(output.shape)} and {tuple(target.shape)}"
-            )
-        with torch.no_grad():
-            target_features = self.features(target)
-        return sum(w * F.l1_loss(a, b) for w, a, b in zip(self.layer_weights, self.features(output), target_features))
+        return feature_distance(self.features, self.layer_weights, output, target)
 
 
 VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 """VGG-19's ``features`` (configuration "E" of Simonyan and Zisserman): 3x3 convolutions, "M" a 2x2 max pooling."""
+
+
+def feature_distance(features, layer_weights, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r"""$\sum_l w_l \lVert \phi_l(output) - \phi_l(target) \rVert_1$ (means), the target's features without gradients.
+
+    ``features`` maps images to the list of feature maps $\phi_l$; both perceptual losses use it.
+    """
+    if output.shape != target.shape:
+        raise ValueError(
+            f"output and target must have the same shape; got {tuple(output.shape)} and {tuple(target.shape)}"
+        )
+    with torch.no_grad():
+        target_features = features(target)
+    return sum(w * F.l1_loss(a, b) for w, a, b in zip(layer_weights, features(output), target_features))
 
 
 def vgg19_features(length: int) -> nn.Sequential:
