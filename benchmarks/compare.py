@@ -41,7 +41,7 @@ WRAPPER = (
     "import json, resource, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
     "print(json.dumps({'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))"
 )
-# The same, with glibc told to keep freed memory (imgtrans.deploy.translators.keep_freed_memory), for --textbook-malloc.
+# The same, with glibc told to keep freed memory (imgtrans.devices.keep_freed_memory), for --textbook-malloc.
 WRAPPER_MALLOC = (
     "import ctypes; libc = ctypes.CDLL('libc.so.6'); libc.mallopt(-3, 1 << 30); libc.mallopt(-1, (1 << 31) - 1); "
     + WRAPPER

@@ -119,7 +119,8 @@ def make_translator(model, a):
     from imgtrans.images import image_to_tensor
     from imgtrans.deploy.onnx import export_onnx
     from imgtrans.deploy.int8 import quantize_onnx
-    from imgtrans.deploy.translators import OnnxTranslator, TorchTranslator, keep_freed_memory
+    from imgtrans.deploy.translators import OnnxTranslator, TorchTranslator
+    from imgtrans.devices import keep_freed_memory
 
     keep_freed_memory()  # as imgtrans translate does
     if a.backend == "torch":

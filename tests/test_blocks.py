@@ -87,6 +87,42 @@ def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, pa
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(1, 16, 2, 2), (2, 16, 4, 4), (1, 16, 16, 16), (4, 16, 32, 32)])  # last: usual path
+@pytest.mark.parametrize("kernel, stride, padding, bias", [(4, 2, 1, False), (4, 2, 1, True), (3, 1, 1, True), (4, 1, 1, False)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias, memory_format):
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    ours = MatmulConv2d(16, 8, kernel, stride, padding, bias=bias)
+    theirs = nn.Conv2d(16, 8, kernel, stride, padding, bias=bias)
+    theirs.load_state_dict(ours.state_dict())
+    x1 = torch.randn(*shape).contiguous(memory_format=memory_format).requires_grad_(True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    with _Ops() as ops:
+        y1 = ours(x1)
+    small = y1.shape[0] * y1.shape[2] * y1.shape[3] <= 64
+    assert ("aten.mm.default" in ops.names or "aten.bmm.default" in ops.names) == small, ops.names
+    y2 = theirs(x2)
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
+    assert y1.is_contiguous(memory_format=memory_format)
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
+    if bias:
+        torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_convolution_in_inference_is_onednns():
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    layer = MatmulConv2d(16, 8, 4, 2, 1)
+    with torch.no_grad(), _Ops() as ops:
+        layer(torch.randn(1, 16, 2, 2))
+    assert "aten.convolution.default" in ops.names and "aten.mm.default" not in ops.names, ops.names
+
+
 class _Ops:
     """The ATen operators dispatched inside the ``with`` block (``.names``; with their arguments, ``.calls``)."""
 

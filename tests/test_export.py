@@ -249,7 +249,7 @@ def test_bf16_runs_where_native_and_is_refused_elsewhere(monkeypatch):
 def test_glibc_keeps_freed_memory_when_asked():
     import platform
 
-    from imgtrans.deploy.translators import keep_freed_memory
+    from imgtrans.devices import keep_freed_memory
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("keep_freed_memory tunes glibc's allocator; this is not glibc")

@@ -73,12 +73,16 @@ def test_training_writes_log_samples_checkpoint_and_model(tmp_path, ab_data):
     torch.testing.assert_close(exported.translate(x), trainer.model.translate(x), rtol=0, atol=0)
 
 
-def test_resuming_two_plus_two_steps_equals_four(tmp_path, ab_data):
-    full = Trainer(config(tmp_path / "full", ab_data, max_steps=4))
+# The CPU trains the PatchGAN channels-last by default, and --channels-last makes every network so: checkpoints hold
+# contiguous optimiser state, which the fused Adam kernel would pair with channels-last weights element by element.
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_resuming_two_plus_two_steps_equals_four(tmp_path, ab_data, channels_last):
+    full = Trainer(config(tmp_path / "full", ab_data, max_steps=4, channels_last=channels_last))
     full.fit()
-    first = Trainer(config(tmp_path / "split", ab_data, max_steps=2))
+    assert full.model.discriminator.layers[1].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    first = Trainer(config(tmp_path / "split", ab_data, max_steps=2, channels_last=channels_last))
     first.fit()
-    second = Trainer(config(tmp_path / "split", ab_data, max_steps=4))
+    second = Trainer(config(tmp_path / "split", ab_data, max_steps=4, channels_last=channels_last))
     assert second.fit(resume=True).steps == 4
     assert states_equal(full.model.state_dict(), second.model.state_dict())
     for name in ("g", "d"):

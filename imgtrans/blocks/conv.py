@@ -20,6 +20,7 @@ from torch import nn
 
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.transposed import MatmulConvTranspose2d
+from imgtrans.blocks.unfolded import MatmulConv2d
 
 Norm = Literal["batch", "instance", "none"]
 Activation = Literal["leaky", "relu", "none"]
@@ -106,7 +107,7 @@ class Ck(nn.Sequential):
             raise ValueError(f"dropout must be in [0, 1); got {dropout}")
         check_range("in_channels", in_channels, 1)
         check_range("k (filters)", k, 1)
-        conv_type = MatmulConvTranspose2d if transposed else nn.Conv2d
+        conv_type = MatmulConvTranspose2d if transposed else MatmulConv2d
         padding = (kernel_size - 1) // 2
         layers: OrderedDict[str, nn.Module] = OrderedDict(
             conv=conv_type(

@@ -21,7 +21,8 @@ import torch
 from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, model_channels, warn_direction
 from imgtrans.data.downloads import resolve_data
 from imgtrans.data.paired import pair_shape_problem
-from imgtrans.deploy.translators import BACKENDS, Translator, keep_freed_memory, load_translator
+from imgtrans.deploy.translators import BACKENDS, Translator, load_translator
+from imgtrans.devices import keep_freed_memory
 from imgtrans.inference import translate_tiled
 from imgtrans.images import CHANNEL_MODES, image_to_tensor, read_image, save_image, save_pixels
 from imgtrans.images import image_size as image_size_of

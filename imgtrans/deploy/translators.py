@@ -35,7 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from imgtrans.devices import INSTRUCTION_FLAGS, cpu_flags, instruction_set, native_bf16, resolve_device  # noqa: F401
+from imgtrans.devices import (  # noqa: F401  (keep_freed_memory: its home before it served training too)
+    INSTRUCTION_FLAGS, cpu_flags, instruction_set, keep_freed_memory, native_bf16, resolve_device,
+)
 from imgtrans.deploy.fusion import compile_for_inference, inference_copy
 from imgtrans.inference import check_finite_input, generator_of, translate
 
@@ -44,29 +46,6 @@ PRECISIONS: dict[str, tuple[str, ...]] = {"torch": ("fp32", "bf16"), "onnxruntim
 """The precisions each backend offers."""
 class NonFiniteOutputError(RuntimeError):
     """A translation produced NaN or inf; raised instead of writing black or constant images."""
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc's allocator to keep freed memory for reuse rather than return it to the system.
-
-    By default glibc maps every allocation above 32 MB afresh and unmaps it when it is freed, so
-    each forward pass touches its large activations as new pages, and the kernel zero-fills them
-    one page fault at a time: about a third of a U-Net 256's CPU inference time (256x256, batch 8,
-    measured in docs/performance.md). PyTorch's CPU tuning guide suggests another allocator
-    (jemalloc, tcmalloc) for this; raising glibc's thresholds does the same without one. It affects
-    the whole process, and memory freed after a peak stays with it, so ``imgtrans translate`` calls
-    it and library users opt in. Returns whether the allocator accepted it (``False`` off glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
 def check_finite(model: nn.Module) -> None:

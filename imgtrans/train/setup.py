@@ -11,6 +11,14 @@ One owner for each of these decisions, so that the training loop
   ``DistributedDataParallel`` (optionally with synchronised BatchNorm), and the training step runs
   on a *view* of the model with the wrappers in place of the networks. Nothing here knows a
   network's name.
+- **memory.** On the CPU the trainer asks glibc to keep freed memory
+  ([keep_freed_memory][imgtrans.devices.keep_freed_memory]): each step's 32 MB gradients are reused
+  rather than page-faulted in afresh.
+- **memory format.** With ``channels_last`` every network and batch is channels-last. Without it,
+  on the CPU, a BatchNorm PatchGAN is still made channels-last, where oneDNN's convolutions run
+  faster (U-Net 256 + 70x70 PatchGAN step on 2 AVX-512 cores: bf16 402 -> 376 ms, fp32
+  664 -> 647 ms), while the U-Net stays contiguous: its small-map matrix products and skip
+  concatenations are slower channels-last (the whole step: 631 -> 646 ms).
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from imgtrans.devices import native_bf16
+from imgtrans.blocks.patchgan import PatchDiscriminator
+from imgtrans.devices import keep_freed_memory, native_bf16
 from imgtrans.train.settings import SettingError, SettingWarning
 
 
@@ -56,6 +65,23 @@ def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManage
     if amp == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def arrange_memory(model: nn.Module, device: torch.device, channels_last: bool) -> None:
+    """Memory as the module's docstring says: freed memory kept on the CPU; each network's memory format."""
+    if device.type == "cpu":
+        keep_freed_memory()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        return
+    for network in networks_of(model).values():
+        if device.type == "cpu" and faster_channels_last(network):
+            network.to(memory_format=torch.channels_last)
+
+
+def faster_channels_last(network: nn.Module) -> bool:
+    """Whether ``network`` trains faster channels-last on the CPU: a PatchGAN with BatchNorm (measured; others not)."""
+    return isinstance(network, PatchDiscriminator) and any(isinstance(m, nn.BatchNorm2d) for m in network.modules())
 
 
 def grad_scaler(amp: str, device: torch.device) -> torch.amp.GradScaler:

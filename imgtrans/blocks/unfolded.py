@@ -1,0 +1,54 @@
+r"""A convolution that computes small outputs as im2col and one matrix product.
+
+The U-Net encoder's last layers map 16x16 down to 1x1 with 512 x 512 x 4 x 4 weights (16 MB in
+float32): a great deal of weight for very little arithmetic (8 MFLOP at the bottleneck). oneDNN
+reorders those weights into its blocked layout on every call, forward and backward, so that
+reorder, not arithmetic, sets these layers' speed in training. For small outputs the layer is
+computed from its definition,
+
+$$Y = W \cdot \mathrm{im2col}(X), \qquad W \in \mathbb{R}^{k \times c\,h_k w_k},$$
+
+with ``F.unfold`` for im2col (its backward is the overlap-add ``F.fold``) and the columns stored
+pixel-major: with 4 columns the row-major layout ran at half the speed (14.5 against 6.5 ms). Measured on 2 AVX-512
+cores (forward + backward of one layer, docs/performance.md): 7.4 against 2.9 ms at 2x2 inputs in
+float32 and 9.0 against 3.3 ms under bf16 autocast; 64 output pixels per batch is where oneDNN
+starts to win (fp32) or draw level (bf16). The transposed counterpart is
+[MatmulConvTranspose2d][imgtrans.blocks.transposed.MatmulConvTranspose2d].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MATMUL_MAX_OUTPUT_PIXELS = 64  # batch x height x width of the output up to which the matmul path wins (training)
+
+
+class MatmulConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same arguments, same parameters) with a faster path for small outputs in training.
+
+    The matmul path is taken on the CPU while autograd is on, for outputs of at most
+    ``MATMUL_MAX_OUTPUT_PIXELS`` pixels per batch, when the layer has no groups or dilation and pads
+    with zeros. Otherwise, and in exported graphs, the usual path. Both compute the same function;
+    results agree to float rounding.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """As ``nn.Conv2d.forward``; small outputs take the matmul path in training."""
+        simple = self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
+        if not simple or not torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_exporting():
+            return super().forward(x)
+        n, _, h, w = x.shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        if n * out_h * out_w > MATMUL_MAX_OUTPUT_PIXELS:
+            return super().forward(x)
+        # im2col as N x (c kh kw) x L, made pixel-major in memory: with few columns MKL's product of a
+        # row-major W by row-major columns is slow (half the speed at 4 columns), by column-major ones not.
+        columns = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        columns = columns.transpose(1, 2).contiguous().transpose(1, 2)
+        y = (self.weight.reshape(self.out_channels, -1) @ columns).reshape(n, self.out_channels, out_h, out_w)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            y = y.contiguous(memory_format=torch.channels_last)  # as the input
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
