@@ -101,7 +101,8 @@ def compare(steps: int = 10, base_channels: int = 64, size: int = 256, amp: str 
     # The textbook follows the paper's dropout (first three decoder layers); the zoo's facades model the reference's.
     generator = {**width, "dropout_layout": "paper"}
     with tempfile.TemporaryDirectory() as out:
-        config = TrainConfig(model="pix2pix-facades", model_args={"generator_args": generator, "discriminator_args": width, **(model_args or {})},
+        networks = {"generator_args": generator, "discriminator_args": width}
+        config = TrainConfig(model="pix2pix-facades", model_args={**networks, **(model_args or {})},
                              amp=amp, workers=0, out=out)  # fmt: skip
         trainer = Trainer(config, train_data=SyntheticFacades(1, 16))
         ours = trainer.model
