@@ -166,5 +166,3 @@ def family_checkpoint(fixture: str, path: Path) -> None:
              if k.startswith("reference.")}  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-
-

@@ -98,8 +98,7 @@ CANNOT_RUN = [
 ADDITIONS = [
     (r"imgtrans train --resume", ["--max-steps", "3"], "one step more than the supplied run's two"),
     (r"imgtrans train cyclegan ", CYCLEGAN_SHORTER, "two steps of tiny CycleGAN networks on 32-pixel crops"),
-    (r"imgtrans train pix2pixhd-enhancer ", HD_LOCAL_SHORTER,
-     "two steps of a tiny local enhancer (on the tiny runs/hd-global) instead of 100 epochs"),
+    (r"imgtrans train pix2pixhd-enhancer ", HD_LOCAL_SHORTER, "two steps of a tiny enhancer on runs/hd-global"),
     (r"imgtrans train pix2pixhd ", HD_SHORTER, "two steps of a tiny pix2pixHD on 64x32 label maps, not 200 epochs"),
     (r"imgtrans train ", TRAIN_SHORTER, "two steps of a tiny model on 32-pixel crops instead of 200 epochs"),
     (r"imgtrans eval ", ["--limit", "2"], "two images"),
@@ -167,7 +166,7 @@ def all_commands() -> list[tuple[str, str]]:
 
 COMMANDS = all_commands()
 SLOW = ("torchrun ", "imgtrans train ", "imgtrans demo", "imgtrans export", "imgtrans eval", "imgtrans app ",
-        ".int8.onnx")
+        ".int8.onnx")  # fmt: skip
 
 
 def test_the_pages_show_commands():
