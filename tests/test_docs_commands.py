@@ -7,9 +7,14 @@ no traceback (or, where the page says the command refuses, exit non-zero with on
 
 A test may change a command only in two ways, both listed below with a reason:
 
-- ``ADDITIONS``: options that shorten it (``--max-steps 2``, a tiny model), appended;
-- ``SUPPLIES``: the small data and runs the page names (``facades``, ``DIR``, ``runs/facades``...),
-  made before it runs: tiny synthetic facades (``SyntheticFacades``) and a one-step run of them.
+- ``ADDITIONS``: options that shorten it (``--max-steps 2``, a tiny model), appended; a ``--model-args``
+  the command already gives is merged with the addition's instead (the page's keys stay, the sizes shrink);
+- ``SUPPLIES``: the small data and runs the page names (``facades``, ``DIR``, ``runs/facades``,
+  ``horse2zebra``, ``runs/cyclegan``, ``datasets/cityscapes``...), made before it runs: tiny synthetic
+  facades (``SyntheticFacades``) as AB files or as unpaired ``trainA/``/``trainB/`` folders, tiny
+  Cityscapes-style label, instance and image maps, and two-step runs of pix2pix, CycleGAN and pix2pixHD
+  (made by tests/docs_supplies.py). ``$HOME`` is a folder of the test whose ``.cache/huggingface`` is
+  ``$HF_HOME``, where "downloaded" datasets lie, so that a page's ``~/.cache/huggingface/...`` is found.
 
 What cannot run here (the network, another program's server, minutes of benchmarks) is matched
 by ``CANNOT_RUN`` and skipped with its reason; nothing is dropped silently: every inline command
@@ -18,7 +23,6 @@ must be classified (``test_every_inline_command_is_classified``).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -32,12 +36,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import SHARED, TINY_MODEL
+from docs_supplies import (CYCLEGAN_SHORTER, HD_LOCAL_SHORTER, HD_SHORTER, TRAIN_SHORTER, ab_folder, copy_run,
+                           family_checkpoint, hf_home, image_file, int8_model, label_folder, reference_checkpoint,
+                           tiny_cyclegan_run, tiny_hd_run, tiny_run, unpaired_folder)  # fmt: skip
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILY = ROOT / "tests" / "fixtures" / "family"
 # docs/cookbook.md's commands continue its Python blocks (a run made there, its export): tests/test_cookbook.py
 # runs that page's blocks and commands in page order, in one folder.
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "cookbook.md")]
@@ -69,14 +73,18 @@ def normalised(command: str) -> list[str]:
 
 
 def shell_line(words: list[str]) -> str:
-    return " ".join(w if w in OPERATORS else shlex.quote(w) for w in words)
+    """The words quoted for ``bash``; a leading ``~/`` stays unquoted: the shell expands it, as the page means."""
+    return " ".join(w if w in OPERATORS else "~/" + shlex.quote(w[2:]) if w.startswith("~/") else shlex.quote(w)
+                    for w in words)  # fmt: skip
 
 
 # Where it cannot run here: (pattern on the command, reason). Checked in order, before anything runs.
 CANNOT_RUN = [
     (r"^pip install", "installs from a package index: the network"),
     (r"python -m pytest", "the test suite itself, which runs this test"),
-    (r"(^|\s)(python|bash) benchmarks/", "a benchmark: minutes of a quiet machine, run by hand for the page's figures"),
+    # (benchmarks/cyclegan_samples.py is a sample grid of a run, seconds: it runs)
+    (r"(^|\s)(python|bash) benchmarks/(?!cyclegan_samples\.py)",
+     "a benchmark: minutes of a quiet machine, run by hand for the page's figures"),
     (r"^tensorboard ", "TensorBoard's own server, not imgtrans"),
     (r"^cat /proc/cpuinfo", "a shell query of the CPU, not imgtrans"),
     (r"imgtrans (data|zoo) download (?!cityscapes)", "downloads from the network"),
@@ -84,20 +92,14 @@ CANNOT_RUN = [
     (r"--inception-weights", "needs the FID Inception weights file (a 92 MB download)"),
     (r"imgtrans eval .*--fid", "FID downloads its Inception weights from the network"),
     (r"imgtrans translate cyclegan-", "the published CycleGAN weights: downloaded from the network"),
-    # Issue 23's pages: the harness does not make their data yet (unpaired trainA/ trainB/ folders, CycleGAN
-    # runs, Cityscapes-style label/ img/ inst/ maps); tests/test_cyclegan.py, test_unpaired.py and
-    # test_pix2pixhd_model.py train and translate these models at tiny sizes meanwhile.
-    (r"imgtrans (train|translate) .*(cyclegan|horse2zebra|--data synth)", "needs CycleGAN data or a CycleGAN run, "
-     "which this harness does not make yet (tests/test_cyclegan.py covers the commands)"),
-    (r"imgtrans train pix2pixhd.* --label-nc", "needs Cityscapes-style label maps, which this harness does not "
-     "make yet (tests/test_pix2pixhd_model.py trains on tiny ones)"),
 ]  # fmt: skip
 
-TINY = json.dumps(TINY_MODEL)
-TRAIN_SHORTER = ["--max-steps", "2", "--model-args", TINY, "--load-size", "36", "--crop-size", "32", "--workers", "0"]
 # Options appended to shorten a command: (pattern, options, reason). The first match applies.
 ADDITIONS = [
     (r"imgtrans train --resume", ["--max-steps", "3"], "one step more than the supplied run's two"),
+    (r"imgtrans train cyclegan ", CYCLEGAN_SHORTER, "two steps of tiny CycleGAN networks on 32-pixel crops"),
+    (r"imgtrans train pix2pixhd-enhancer ", HD_LOCAL_SHORTER, "two steps of a tiny enhancer on runs/hd-global"),
+    (r"imgtrans train pix2pixhd ", HD_SHORTER, "two steps of a tiny pix2pixHD on 64x32 label maps, not 200 epochs"),
     (r"imgtrans train ", TRAIN_SHORTER, "two steps of a tiny model on 32-pixel crops instead of 200 epochs"),
     (r"imgtrans eval ", ["--limit", "2"], "two images"),
     (r"imgtrans demo", ["--steps", "2", "--size", "32"], "two steps on 32-pixel images instead of 450 at 128"),
@@ -127,7 +129,6 @@ INLINE_FRAGMENTS = {
     "imgtrans zoo info NAME": "NAME is a placeholder for any published model",
     "imgtrans train": "names the command",
     "imgtrans train cyclegan": "names the configuration; the page's blocks give the full command",
-    "imgtrans app runs/cyclegan --direction BtoA": "needs a CycleGAN run, which this harness does not make yet",
     "imgtrans eval pix2pix-facades --data facades/test": "a first try refused before the download "
     "(docs/reliability.md); tests/test_first_use.py runs it",
 }
@@ -136,6 +137,7 @@ INLINE_RUN = {
     "imgtrans models | head", "imgtrans models | head -1", "imgtrans zoo list", "imgtrans models 'unet-*'",
     "imgtrans train --help", "imgtrans models 'pix2pix-*'", "imgtrans data download cityscapes",
     "imgtrans app FOLDER --device cpu", "imgtrans train pix2pix-facades --data facades --out runs/facades",
+    "imgtrans app runs/cyclegan --direction BtoA",
 }  # fmt: skip
 
 
@@ -163,7 +165,8 @@ def all_commands() -> list[tuple[str, str]]:
 
 
 COMMANDS = all_commands()
-SLOW = ("torchrun ", "imgtrans train ", "imgtrans demo", "imgtrans export", "imgtrans eval", "imgtrans app ", ".int8.onnx")
+SLOW = ("torchrun ", "imgtrans train ", "imgtrans demo", "imgtrans export", "imgtrans eval", "imgtrans app ",
+        ".int8.onnx")  # fmt: skip
 
 
 def test_the_pages_show_commands():
@@ -177,6 +180,29 @@ def test_every_inline_command_is_classified():
     assert not unclassified, f"classify these inline commands (INLINE_RUN or INLINE_FRAGMENTS): {unclassified}"
 
 
+def test_every_supply_is_named_by_a_page():
+    named = {name for name in SUPPLIES for _, c in COMMANDS if names(normalised(c), name)}
+    assert named == set(SUPPLIES), f"no page names {sorted(set(SUPPLIES) - named)}: remove them from SUPPLIES"
+
+
+def test_an_addition_shrinks_the_model_args_a_page_gives_and_keeps_the_pages_keys():
+    (command,) = [c for _, c in COMMANDS if c.startswith("imgtrans train pix2pixhd-enhancer ")]
+    words = with_additions(normalised(command))
+    assert words.count("--model-args") == 1 and words[words.index("--max-steps") + 1] == "2"
+    arguments = json.loads(words[words.index("--model-args") + 1])
+    assert arguments["global_weights"] == "runs/hd-global/model" and arguments["niter_fix_global"] == 20
+    assert arguments["generator_args"]["base_channels"] == 4  # half runs/hd-global's 8: its global part fits
+    assert merged({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 5}, "e": 6}) == {"a": {"b": 5, "c": 2}, "d": 3, "e": 6}
+
+
+def test_what_a_command_writes_is_not_supplied_and_a_home_path_expands():
+    (write,) = [normalised(c) for _, c in COMMANDS if "write_unpaired_folder as w" in c]
+    (train,) = [normalised(c) for _, c in COMMANDS if "--data synth" in c]
+    assert "synth" in outputs(write) and names(write, "synth") and "synth" not in outputs(train)
+    assert "MODEL" in outputs(normalised("python -c \"imgtrans.save_pretrained(imgtrans.load('RUN'), 'MODEL')\""))
+    assert shell_line(["ls", "~/a b", "x~/y"]) == "ls ~/'a b' 'x~/y'"  # only a leading ~/ expands
+
+
 # ------------------------------------------------------------------------------ what pages name
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
@@ -184,77 +210,27 @@ def store(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("supplies")
 
 
-def ab_folder(path: Path, n: int = 3, seed: int = 0) -> None:
-    from imgtrans.data import SyntheticFacades, write_ab_folder
-
-    write_ab_folder(SyntheticFacades(n, 36, seed=seed), path)
-
-
-@functools.lru_cache(maxsize=None)
-def hf_home(store: Path) -> Path:
-    """``$HF_HOME`` with a tiny facades "downloaded" (train 3, val 2, test 2), as ``imgtrans data download`` would."""
-    from imgtrans.data.downloads import MARKER
-
-    home = store / "hf"
-    folder = home / "imgtrans" / "datasets" / "facades"
-    for split, n in (("train", 3), ("val", 2), ("test", 2)):
-        ab_folder(folder / split, n, seed=len(split))
-    (folder / MARKER).write_text(json.dumps({"name": "facades", "test": "a tiny synthetic stand-in"}))
-    return home
-
-
-@functools.lru_cache(maxsize=None)
-def tiny_run(store: Path) -> Path:
-    from imgtrans.cli import main
-
-    ab_folder(store / "run-data")
-    run = store / "run"
-    argv = ["train", "pix2pix-facades", "--data", str(store / "run-data"), "--out", str(run), *TRAIN_SHORTER,
-            "--sample-every", "0"]  # fmt: skip
-    assert main(argv) == 0
-    return run
-
-
-@functools.lru_cache(maxsize=None)
-def int8_model(store: Path) -> Path:
-    from imgtrans.cli import main
-
-    out = store / "facades.int8.onnx"
-    argv = ["export", str(tiny_run(store)), "--out", str(out), "--precision", "int8",
-            "--calibration", str(store / "run-data"), "--split", "input"]  # fmt: skip
-    assert main(argv) == 0
-    return out
-
-
-def image_file(path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (40, 30), (120, 30, 200)).save(path)
-
-
-def copy_run(store: Path, path: Path) -> None:
-    shutil.copytree(tiny_run(store), path)
-
-
-def reference_checkpoint(store: Path, path: Path) -> None:
-    source = SHARED / "reference" / "unet256-f8.pth"
-    if not source.is_file():
-        pytest.skip(f"{source} is absent: the reference checkpoint of ../shared stands in for latest_net_G.pth")
-    shutil.copy(source, path)
-
-
+UNPAIRED_FOLDERS = ("synth",)
 AB_FOLDERS = ("DIR", "HELD_OUT", "train/", "val/", "photos/", "labels/", "facades-split/train", "facades-split/val",
               "../shared/data/facades/train", "../shared/data/facades/test")  # fmt: skip
 # What a page names, and how the test makes it (the paths are relative to the command's folder).
 SUPPLIES = {
     **{name: lambda store, path: ab_folder(path) for name in AB_FOLDERS},
-    "big.png": lambda store, path: image_file(path),
-    "one.png": lambda store, path: image_file(path),
+    **{name: lambda store, path: unpaired_folder(path) for name in UNPAIRED_FOLDERS},
+    **{name: lambda store, path: image_file(path) for name in ("big.png", "one.png", "horse.jpg", "zebra.jpg")},
+    # the page runs it in a checkout: the script, from this one
+    "benchmarks/cyclegan_samples.py": lambda store, path: shutil.copytree(ROOT / "benchmarks", path.parent),
+    "datasets/cityscapes": lambda store, path: label_folder(path),
+    "datasets/cityscapes-1024": lambda store, path: label_folder(path, size=(128, 64)),
     "runs/facades": copy_run,
     "runs/facades/model": lambda store, path: copy_run(store, path.parent),
     "runs/pix2pix-facades": copy_run,
     "RUN": copy_run,
+    "runs/cyclegan": lambda store, path: shutil.copytree(tiny_cyclegan_run(store), path),
+    "runs/cyclegan/model": lambda store, path: shutil.copytree(tiny_cyclegan_run(store), path.parent),
+    "runs/cyclegan/checkpoints/last.safetensors": lambda store, path: shutil.copytree(tiny_cyclegan_run(store),
+                                                                                     path.parent.parent),
+    "runs/hd-global/model": lambda store, path: shutil.copytree(tiny_hd_run(store), path.parent),
     "MODEL": lambda store, path: shutil.copytree(tiny_run(store) / "model", path),
     "latest_net_G.pth": reference_checkpoint,
     "FOLDER": lambda store, path: shutil.copytree(tiny_run(store) / "model", path),
@@ -266,24 +242,28 @@ SUPPLIES = {
 }  # fmt: skip
 
 
-def family_checkpoint(fixture: str, path: Path) -> None:
-    """A reference ``.pth`` of a pix2pixHD network: the ``reference.`` tensors of a golden fixture, saved as torch does."""
-    from safetensors.torch import load_file
+def names(words: list[str], name: str) -> bool:
+    """Whether the command names ``name``: a word, or quoted inside one (python -c "...'RUN'...", and JSON:
+    --model-args '{"global_weights": "runs/x/model"}')."""
+    return name in words or any(f"'{name}'" in w or f'"{name}"' in w for w in words)
 
-    state = {k.removeprefix("reference."): v for k, v in load_file(FAMILY / f"{fixture}.safetensors").items()
-             if k.startswith("reference.")}  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+
+def outputs(words: list[str]) -> set[str]:
+    """What the command writes: after --out (unless resuming), the folder python -c saves a model to or writes a
+    dataset to (``write_unpaired_folder(data, 'synth')``, or an alias of it)."""
+    found = {words[i + 1] for i, w in enumerate(words[:-1]) if w == "--out"} if "--resume" not in words else set()
+    found |= {m for w in words for m in re.findall(r"save_pretrained\(.*'([^']+)'\)", w)}
+    for w in words:
+        writers = "|".join(["write_\\w+_folder", *re.findall(r"write_\w+_folder as (\w+)", w)])
+        found |= set(re.findall(rf"\b(?:{writers})\([^']*?'([^']+)'", w))
+    return found
 
 
 def supply(words: list[str], store: Path, folder: Path) -> None:
-    """Make the inputs the command names; its outputs (after --out, unless resuming; a folder python saves to)
-    are left to it."""
-    outputs = {words[i + 1] for i, w in enumerate(words[:-1]) if w == "--out"} if "--resume" not in words else set()
-    outputs |= {m for w in words for m in re.findall(r"save_pretrained\(.*'([^']+)'\)", w)}
+    """Make the inputs the command names; its outputs are left to it."""
+    written = outputs(words)
     for name, make in SUPPLIES.items():
-        named = name in words or any(f"'{name}'" in w for w in words)  # also inside python -c "...'RUN'..."
-        if named and name not in outputs and not (folder / name).exists():
+        if names(words, name) and name not in written and not (folder / name).exists():
             make(store, folder / name)
 
 
@@ -304,6 +284,7 @@ def environment(store: Path) -> dict[str, str]:
         **os.environ,
         "PATH": f"{shims(store)}{os.pathsep}{os.environ['PATH']}",
         "PYTHONPATH": str(ROOT),
+        "HOME": str(hf_home(store).parent.parent),  # ~/.cache/huggingface, as pages write it, is $HF_HOME
         "HF_HOME": str(hf_home(store)),
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
@@ -315,15 +296,39 @@ def first(patterns, command):
     return next((entry for entry in patterns if re.search(entry[0], command)), None)
 
 
+def merged(page: dict, addition: dict) -> dict:
+    """The page's JSON arguments with the addition's, nested objects merged key by key (the addition's sizes win)."""
+    both = dict(page)
+    for key, value in addition.items():
+        both[key] = merged(page[key], value) if isinstance(value, dict) and isinstance(page.get(key), dict) else value
+    return both
+
+
+def shortened(words: list[str], options: list[str]) -> list[str]:
+    """The command's words with the options appended; a ``--model-args`` the command gives already takes the
+    addition's, merged in place: a second ``--model-args`` would replace the page's (``global_weights``...)."""
+    words, options = list(words), list(options)
+    if "--model-args" in options and "--model-args" in words[:-1]:
+        at, given = words.index("--model-args") + 1, options.index("--model-args") + 1
+        words[at] = json.dumps(merged(json.loads(words[at]), json.loads(options[given])))
+        del options[given - 1 : given + 1]
+    return words + options
+
+
+def with_additions(words: list[str]) -> list[str]:
+    """The command's words with the first matching ADDITIONS entry's options (before any ``|``, ``&&``...)."""
+    addition = first(ADDITIONS, shell_line(words))
+    if not addition:
+        return words
+    end = next((i for i, w in enumerate(words) if w in OPERATORS), len(words))
+    return shortened(words[:end], addition[1]) + words[end:]
+
+
 def prepared(command: str, store: Path, tmp_path: Path) -> tuple[str, Path]:
     skip = first(CANNOT_RUN, command)
     if skip:
         pytest.skip(skip[1])
-    words = normalised(command)
-    addition = first(ADDITIONS, shell_line(words))
-    if addition:
-        end = next((i for i, w in enumerate(words) if w in OPERATORS), len(words))
-        words = words[:end] + addition[1] + words[end:]
+    words = with_additions(normalised(command))
     folder = tmp_path / "work"  # ../shared, as the page means it, is tmp_path/shared
     folder.mkdir()
     supply(words, store, folder)
