@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgtrans.data.labels import LabelInput, label_input
 from imgtrans.devices import INSTRUCTION_FLAGS, cpu_flags, instruction_set, native_bf16, resolve_device  # noqa: F401
 from imgtrans.deploy.fusion import compile_for_inference, inference_copy
 from imgtrans.inference import check_finite_input, generator_of, translate
@@ -120,6 +121,8 @@ class Translator:
             costs as much as one on this size).
         two_way: whether the model has a generator per direction (CycleGAN), so that a direction
             picks the generator, not only the half of AB pairs it reads.
+        labels: what a model of label maps reads ([LabelInput][imgtrans.data.labels.LabelInput]:
+            ``label_nc``, instance maps); ``None`` for a model of images.
     """
 
     backend: str = ""
@@ -129,6 +132,7 @@ class Translator:
     direction: str | None = None
     multiple: int = 1
     two_way: bool = False
+    labels: LabelInput | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The translation of ``x``, checked for NaN and inf (raises [NonFiniteOutputError][imgtrans.deploy.translators.NonFiniteOutputError])."""
@@ -187,6 +191,7 @@ class TorchTranslator(Translator):
         self.multiple = pad_multiple(model)
         self.direction = getattr(getattr(model, "config", None), "direction", None)
         self.two_way = callable(getattr(model, "generator_for", None))
+        self.labels = label_input(model)
         if compile and paper_test_mode:
             raise ValueError("compile folds BatchNorm into the weights, which the paper's test mode cannot use; drop one")
         self.model, self.channels_last = model, False
@@ -360,6 +365,10 @@ def load_translator(
 
     where = torch.device("cpu") if backend == "onnxruntime" else resolve_device(str(device))
     model = directed(load(source, device=where), direction)
+    if backend != "torch" and label_input(model) is not None:
+        fix = say("drop --backend", "backend='torch'")
+        raise ValueError(f"{source} reads label maps, which the {backend} backend does not encode yet: run it on "
+                         f"the torch backend ({fix})")  # fmt: skip
     if backend == "torch":
         translator: Translator = TorchTranslator(
             model, precision, where, paper_test_mode=paper_test_mode, compile=compile

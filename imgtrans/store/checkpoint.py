@@ -261,6 +261,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def model_config(meta: dict[str, Any], source: str = "the checkpoint") -> ModelConfig:
     """The model a checkpoint's metadata describes (imgtrans 0.1 wrote it as ``build_config``, direction aside)."""
     if "model" in meta:
-        return ModelConfig.from_dict(meta["model"], source)
+        config = ModelConfig.from_dict(meta["model"], source)
+        trained = meta.get("train_config") or {}
+        if "labels" not in meta["model"] and isinstance(trained.get("label_nc"), int) and trained["label_nc"] > 0:
+            # A run on label maps from before config.json recorded them: its settings say what its input is.
+            config = config.with_labels(trained["label_nc"], bool(trained.get("instance", False)))
+        return config
     direction = meta.get("train_config", {}).get("direction")
     return ModelConfig.from_dict({**meta.get("build_config", {}), "direction": direction}, source)
