@@ -226,6 +226,38 @@ def int8_model(store: Path) -> Path:
     return out
 
 
+def label_folder(path: Path, n: int = 3, size: int = 32, label_nc: int = 35) -> None:
+    """``label/``, ``img/`` and ``inst/`` (16-bit ids, as Cityscapes') of ``n`` tiny label maps, as pix2pixHD trains on."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(n)
+    for sub in ("label", "img", "inst"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        labels = rng.integers(0, label_nc, (size // 8, size // 8)).repeat(8, 0).repeat(8, 1).astype(np.uint8)
+        instances = labels.astype(np.uint16) * 1000 + (np.arange(size)[None, :] >= size // 2)
+        Image.fromarray(labels).save(path / "label" / f"{i:02d}.png")
+        Image.fromarray(instances.astype(np.uint16)).save(path / "inst" / f"{i:02d}.png")
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path / "img" / f"{i:02d}.png")
+
+
+@functools.lru_cache(maxsize=None)
+def label_run(store: Path) -> Path:
+    """A two-step pix2pixHD run on tiny label maps of 35 classes with instance maps (``--label-nc 35 --instance``)."""
+    from imgtrans.cli import main
+
+    label_folder(store / "label-data")
+    run = store / "hd-run"
+    tiny = {"generator_args": {"base_channels": 4, "n_downsampling": 2, "n_blocks": 1},
+            "discriminator_args": {"base_channels": 4, "n_layers": 2}, "vgg": None}  # fmt: skip
+    argv = ["train", "pix2pixhd", "--data", str(store / "label-data"), "--label-nc", "35", "--instance",
+            "--direction", "AtoB", "--out", str(run), "--max-steps", "2", "--model-args", json.dumps(tiny),
+            "--load-size", "none", "--crop-size", "none", "--workers", "0", "--sample-every", "0"]  # fmt: skip
+    assert main(argv) == 0
+    return run
+
+
 def image_file(path: Path) -> None:
     from PIL import Image
 
@@ -263,6 +295,11 @@ SUPPLIES = {
     "checkpoints/label2city_1024p/latest_net_G.pth": lambda store, path: family_checkpoint("local-instance", path),
     "checkpoints/label2city_1024p/latest_net_D.pth": lambda store, path: family_checkpoint("multiscale-d", path),
     "facades.int8.onnx": lambda store, path: shutil.copy(int8_model(store), path),
+    # docs/pix2pixhd.md's translate and eval: a tiny label-map run and a label/ img/ inst/ folder
+    "runs/hd-global": lambda store, path: shutil.copytree(label_run(store), path),
+    "datasets/cityscapes/val": lambda store, path: label_folder(path),
+    "datasets/cityscapes/val/label": lambda store, path: label_folder(path.parent),
+    "datasets/cityscapes/val/inst": lambda store, path: label_folder(path.parent),
 }  # fmt: skip
 
 
