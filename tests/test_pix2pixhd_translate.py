@@ -247,3 +247,14 @@ def test_the_app_translates_an_uploaded_label_map_and_refuses_what_it_cannot(run
         app_translate(model, Image.fromarray(np.full((SIZE, SIZE), 5, np.uint8)))
     with pytest.raises(RefusedUpload, match="--instances"):
         app_translate(imgtrans.load(runs[True]), Image.fromarray(labels))
+
+
+# ------------------------------------------------------------------------------ not yet: ONNX
+def test_export_and_the_onnxruntime_backend_refuse_label_map_models_in_one_line(runs, data, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    onnx_file = tmp_path / "hd.onnx"
+    assert main(["export", str(runs[False]), "--out", str(onnx_file)]) == 2
+    assert "reads label maps" in one_line_error(capsys) and not onnx_file.exists()
+    out = tmp_path / "out"
+    assert main(["translate", str(runs[False]), str(data / "label"), "--backend", "onnxruntime", "--out", str(out)]) == 2
+    assert "drop --backend" in one_line_error(capsys) and not out.exists()
