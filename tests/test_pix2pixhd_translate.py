@@ -249,6 +249,41 @@ def test_the_app_translates_an_uploaded_label_map_and_refuses_what_it_cannot(run
         app_translate(imgtrans.load(runs[True]), Image.fromarray(labels))
 
 
+def test_the_app_s_page_answers_a_label_map_upload_and_says_why_it_refuses_a_drawing(runs, data):
+    import threading
+    import urllib.error
+    import urllib.request
+    from io import BytesIO
+
+    from imgtrans.app import FREE, make_server
+
+    def post(body: bytes) -> tuple[int, bytes]:
+        request = urllib.request.Request(server.url + "api/translate", data=body, headers={"Content-Type": "image/png"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def png(image: Image.Image) -> bytes:
+        buffer = BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    server = make_server(imgtrans.load(runs[False]), "127.0.0.1", 0, palette=FREE, model_name="hd")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        status, body = post((data / "label" / "01.png").read_bytes())
+        assert status == 200
+        assert np.array_equal(np.array(Image.open(BytesIO(body))), direct(runs[False], labels_of(data, "01.png")))
+        status, body = post(png(Image.new("RGB", (SIZE, SIZE), "white")))
+        error = json.loads(body)["error"]
+        assert status == 400 and "RGB image" in error and "4 classes" in error and "\n" not in error
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ------------------------------------------------------------------------------ not yet: ONNX
 def test_export_and_the_onnxruntime_backend_refuse_label_map_models_in_one_line(runs, data, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
