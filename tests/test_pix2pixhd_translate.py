@@ -5,6 +5,7 @@ encoding (channels, instance boundaries, values read as pixels) fails.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ def labels_of(folder: Path, name: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ what a run records
-def test_the_run_records_its_input_and_folders_without_the_record_read_images(runs):
+def test_the_run_records_its_input_and_folders_without_the_record_read_images(runs, tmp_path):
     for instance, run in runs.items():
         recorded = json.loads((run / "model" / "config.json").read_text())["labels"]
         assert recorded == {"label_nc": LABEL_NC, "instance": instance}
@@ -123,6 +124,15 @@ def test_the_run_records_its_input_and_folders_without_the_record_read_images(ru
     before = {k: v for k, v in meta["model"].items() if k != "labels"}
     config = model_config({**meta, "model": before})
     assert (config.label_nc, config.instance) == (LABEL_NC, True)
+    # a run's model/ written before the record: loading the run reads its settings too
+    copy = tmp_path / "before"
+    shutil.copytree(runs[True], copy)
+    written = json.loads((copy / "model" / "config.json").read_text())
+    del written["labels"]
+    (copy / "model" / "config.json").write_text(json.dumps(written))
+    loaded = imgtrans.load(copy)
+    assert loaded.loaded_from == copy / "model" and (loaded.config.label_nc, loaded.config.instance) == (LABEL_NC, True)
+    assert imgtrans.load(copy / "model").config.label_nc == 0  # the folder alone: images, as it says
     with pytest.raises(ValueError, match="'labels' must be"):
         ModelConfig.from_dict({**old, "labels": {"label_nc": "4"}})
     with pytest.raises(ValueError, match="in_channels 4"):
