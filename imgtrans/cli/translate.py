@@ -280,7 +280,7 @@ def plan_instances(args: argparse.Namespace, labels: LabelInput | None, files: l
         return {}
     if args.split is not None:
         raise ValueError("label maps are read whole, not as halves of AB pairs: drop --split")
-    check_instances(labels, given, files[0] if len(files) == 1 else "each label map", "--instances INST.png|DIR")
+    check_instances(labels, given, files[0] if len(files) == 1 else "each label map", "--instances")
     paired = dict(zip(files, pair_instances(files, Path(args.instances) if given else None)))
     for label_file, instance_file in paired.items():
         labels.encode(label_file, instance_file, option="--instances")
