@@ -150,6 +150,7 @@ def translate_image(
     overlap: int = 128,
     *,
     paper_test_mode: bool = False,
+    instances: "Image.Image | str | os.PathLike | None" = None,
 ) -> "Image.Image":
     """Translate one picture: a PIL image (or an image file) in, a PIL image of the same size out.
 
@@ -157,6 +158,10 @@ def translate_image(
     model's input channels (``L``, ``RGB`` or ``RGBA``) as ``imgtrans translate`` converts files,
     translated with [translate][imgtrans.inference.translate] (in tiles when a side exceeds ``tile``),
     and returned as an 8-bit image in the model's output channels, without EXIF.
+
+    A model trained on label maps (``label_nc``, pix2pixHD) takes a label map instead: a single-band
+    image whose values are its classes, one-hot encoded by [LabelInput][imgtrans.data.labels.LabelInput],
+    with its instance map as ``instances`` when the model reads them.
 
     Example:
         ```python
@@ -176,25 +181,33 @@ def translate_image(
             [translate_tiled][imgtrans.inference.translate_tiled]).
         overlap: pixels that neighbouring tiles share, blended.
         paper_test_mode: dropout on and the image's own statistics (sections 3.3, 4.1).
+        instances: for a model of label maps that reads instance maps, the instance map of ``image``
+            (a single-band PIL image or file); refused for other models.
     """
     from PIL import Image
 
+    from imgtrans.data.labels import check_instances, label_input
     from imgtrans.images import CHANNEL_MODES, as_channels, image_to_tensor, read_image, tensor_to_image, upright
 
     generator = generator_of(model)
+    labels = label_input(model)
     channels = int(getattr(generator, "in_channels", 3))
-    if channels not in CHANNEL_MODES:
+    if labels is None:
+        check_instances(None, instances is not None, "the image", "instances")
+    if labels is None and channels not in CHANNEL_MODES:
         raise ValueError(f"the model expects {channels}-channel inputs; images give 1, 3 or 4 channels")
-    if isinstance(image, (str, os.PathLike)):
-        image = read_image(image, channels)
-    elif isinstance(image, Image.Image):
-        image = as_channels(upright(image), channels)
-    else:
+    if not isinstance(image, (str, os.PathLike, Image.Image)):
         raise TypeError(f"translate_image takes a PIL image or an image file's path; got {type(image).__name__}"
                         " (for tensors use imgtrans.inference.translate)")  # fmt: skip
+    if labels is not None:
+        x = labels.encode(image, instances, option="instances")  # ids as they are: no EXIF turn, no resampling
+    elif isinstance(image, (str, os.PathLike)):
+        x = image_to_tensor(read_image(image, channels), channels).unsqueeze(0)
+    else:
+        x = image_to_tensor(as_channels(upright(image), channels), channels).unsqueeze(0)
     parameter = next(generator.parameters(), None)
     device = device if device is not None else (parameter.device if parameter is not None else "cpu")
-    x = image_to_tensor(image, channels).unsqueeze(0).to(device, weights_dtype(generator) or torch.float32)
+    x = x.to(device, weights_dtype(generator) or torch.float32)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         return translate(model, batch, paper_test_mode=paper_test_mode)

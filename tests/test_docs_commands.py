@@ -239,6 +239,11 @@ SUPPLIES = {
     "checkpoints/label2city_1024p/latest_net_G.pth": lambda store, path: family_checkpoint("local-instance", path),
     "checkpoints/label2city_1024p/latest_net_D.pth": lambda store, path: family_checkpoint("multiscale-d", path),
     "facades.int8.onnx": lambda store, path: shutil.copy(int8_model(store), path),
+    # docs/pix2pixhd.md's translate and eval: a tiny label-map run and a label/ img/ inst/ folder
+    "runs/hd-global": lambda store, path: shutil.copytree(tiny_hd_run(store), path),
+    "datasets/cityscapes/val": lambda store, path: label_folder(path),
+    "datasets/cityscapes/val/label": lambda store, path: label_folder(path.parent),
+    "datasets/cityscapes/val/inst": lambda store, path: label_folder(path.parent),
 }  # fmt: skip
 
 

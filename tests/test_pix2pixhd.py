@@ -170,6 +170,6 @@ def test_the_doc_page_s_snippets_run_and_its_commands_parse():
         exec(compile(code, f"docs/pix2pixhd.md snippet {index}", "exec"), scope)
     assert scope["g_loss"].ndim == 0 and scope["d_loss"].item() > 0
     commands = [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for line in block.splitlines()]
-    assert len(commands) == 5  # three conversions, the two phases of training
+    assert len(commands) == 7  # three conversions, the two phases of training, translate and eval
     for command in commands:
         assert callable(build_parser().parse_args(shlex.split(command)[1:]).run)

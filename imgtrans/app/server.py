@@ -52,6 +52,7 @@ from torch import nn
 
 from imgtrans.app.guard import Guard
 from imgtrans.app.palettes import Palette, example_image, png_bytes
+from imgtrans.data.labels import label_input
 from imgtrans.images import CHANNEL_MODES, as_channels, image_to_tensor, tensor_to_image, upright
 from imgtrans.inference import generator_of, translate, translate_tiled
 
@@ -133,21 +134,27 @@ def translate_image(
 ) -> Image.Image:
     """Translate one PIL image with ``model`` in eval mode; the result as an 8-bit PIL image.
 
-    The image is converted to the generator's channels (``L``, ``RGB`` or ``RGBA``) as
-    ``imgtrans translate`` converts files, and the output is quantised as ``save_image`` does.
-    Images above ``tile`` pixels go through the tiles as 8-bit pixels (a quarter of float32's
-    memory), converted a tile at a time; ``check`` is called before each tile (it raises to stop).
+    The image is converted to the generator's channels (``L``, ``RGB`` or ``RGBA``), or one-hot encoded for a
+    model of label maps (colour drawings, ids beyond ``label_nc``, needed instance maps refused), as ``imgtrans
+    translate`` reads files; the output is quantised as ``save_image`` does. Images above ``tile`` pixels go
+    through tiles as 8-bit pixels (a quarter of float32's memory); ``check`` is called before each tile.
     """
-    channels = getattr(generator_of(model), "in_channels", 3)
-    if channels not in CHANNEL_MODES:
-        raise ValueError(f"the model expects {channels}-channel inputs; images give 1, 3 or 4 channels")
-    image = as_channels(image, channels)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
         if check is not None:
             check()
         return translate(model, batch)
 
+    if (labels := label_input(model)) is not None:
+        try:
+            x = labels.encode(image, option="imgtrans translate --instances (the page sends one file)")
+        except ValueError as error:
+            raise RefusedUpload(f"{error}; the model reads {labels.label_nc} classes", HTTPStatus.BAD_REQUEST) from None
+        return tensor_to_image(translate_tiled(run, x.to(device), tile, overlap, batch_size=1)[0])
+    channels = getattr(generator_of(model), "in_channels", 3)
+    if channels not in CHANNEL_MODES:
+        raise ValueError(f"the model expects {channels}-channel inputs; images give 1, 3 or 4 channels")
+    image = as_channels(image, channels)
     if max(image.size) <= tile or image.mode == "F":
         x = image_to_tensor(image, channels).unsqueeze(0).to(device)
         y = translate_tiled(run, x, tile, overlap, batch_size=1) if max(x.shape[-2:]) > tile else run(x)

@@ -10,6 +10,7 @@ from torch.utils.data import Subset
 from imgtrans.cli.common import MODEL_HELP, count, model_channels, model_direction
 from imgtrans.data import PairedImageDataset
 from imgtrans.data.downloads import resolve_data
+from imgtrans.data.labels import LabelMapDataset
 from imgtrans.deploy.translators import load_translator
 from imgtrans.metrics.scoring import MODES, check_report_folder, evaluate_model
 from imgtrans.metrics import format_summary
@@ -60,10 +61,14 @@ def run(args: argparse.Namespace) -> int:
     # The weights checked, as translate checks them; a CycleGAN's generator of --direction.
     translator = load_translator(args.model, device=args.device, direction=args.direction)
     model, device = translator.model, translator.device
-    in_channels, out_channels = model_channels(model)
-    direction = model_direction(model, args.direction)
-    dataset = PairedImageDataset(args.data, direction, in_channels, out_channels, load_size=args.size,
-                                 crop_size=None, train=False, check_pairs=args.check_pairs)  # fmt: skip
+    if translator.labels is not None:  # a model of label maps: label/, img/ (and inst/), scored against img/
+        direction = "AtoB"
+        dataset = label_map_dataset(args, translator)
+    else:
+        in_channels, out_channels = model_channels(model)
+        direction = model_direction(model, args.direction)
+        dataset = PairedImageDataset(args.data, direction, in_channels, out_channels, load_size=args.size,
+                                     crop_size=None, train=False, check_pairs=args.check_pairs)  # fmt: skip
     if args.limit is not None:
         dataset = Subset(dataset, range(min(args.limit, len(dataset))))
     info = {"model": args.model, "data": args.data, "direction": direction, "images": len(dataset)}
@@ -75,6 +80,16 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(metrics))
     print(f"report: {out / 'index.html'}  metrics: {out / 'metrics.json'}  Lab histograms: {out / 'lab_histograms.png'}")
     return 0
+
+
+def label_map_dataset(args: argparse.Namespace, translator) -> LabelMapDataset:
+    """The label maps of ``--data`` (``label/``, ``img/``, ``inst/``), encoded as the model reads them, uncropped."""
+    labels, config = translator.labels, translator.model.config
+    if args.direction is not None:
+        raise ValueError("the model reads label maps, which have no direction: drop --direction")
+    out_channels = int(config.arguments.get("out_channels", 3))
+    return LabelMapDataset(args.data, labels.label_nc, labels.instance, out_channels, load_size=args.size,
+                           crop_size=None, train=False)  # fmt: skip
 
 
 def default_out(model: str, data: str) -> str:

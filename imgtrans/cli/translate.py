@@ -1,5 +1,9 @@
 """``imgtrans translate``: translate image files or folders with a trained model, at any size.
 
+A model trained on label maps (pix2pixHD with ``--label-nc``) reads label-map files instead, one-hot
+encoded by the model's [LabelInput][imgtrans.data.labels.LabelInput], with ``--instances`` when it
+reads instance maps; every label map is checked (its values, its instance map) before anything is written.
+
 The inputs are the user's: every output name is planned and checked before the first is written.
 ``--out`` may not be an input's folder, no output replaces an input, an existing file is replaced
 only with ``--overwrite``, and inputs that would share an output name are kept apart (mirrored
@@ -20,6 +24,7 @@ import torch
 
 from imgtrans.cli.common import CALIBRATION_IMAGES, MODEL_HELP, input_files, load_input, model_channels, warn_direction
 from imgtrans.data.downloads import resolve_data
+from imgtrans.data.labels import LabelInput, check_instances, pair_instances
 from imgtrans.data.paired import pair_shape_problem
 from imgtrans.deploy.translators import BACKENDS, Translator, load_translator
 from imgtrans.devices import keep_freed_memory
@@ -44,7 +49,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Inputs are never replaced, existing outputs only with --overwrite.",
     )
     p.add_argument("model", help=MODEL_HELP + ", or an .onnx file written by imgtrans export")
-    p.add_argument("inputs", nargs="+", help="image files or folders of images, or a downloaded dataset: NAME[/SPLIT]")
+    p.add_argument("inputs", nargs="+", help="image files or folders of images, or a downloaded dataset: NAME[/SPLIT]; "
+                   "for a model trained on label maps (--label-nc), label-map files or folders")  # fmt: skip
+    p.add_argument("--instances", metavar="INST.png|DIR", help="a model trained with --instance: the instance map of "
+                   "the one label map, or a folder of instance maps named as the label maps")  # fmt: skip
     p.add_argument("--out", required=True, help="folder for the translated images (PNG), not an input's folder; inputs "
                    "of different folders that share a name go to subfolders named after their folders")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never an input)")
@@ -232,12 +240,14 @@ def run(args: argparse.Namespace) -> int:
     check_tile(args, translator)
     plan = plan_outputs([Path(resolve_data(name)) for name in args.inputs], out, args.overwrite)
     channels = translator.in_channels
-    if channels not in CHANNEL_MODES:
+    if translator.labels is None and channels not in CHANNEL_MODES:
         raise ValueError(f"the model expects {channels}-channel inputs; only 1, 3 or 4 channels can be read from images")
     warn_direction(args.direction, translator.direction)
     split = input_half(args, args.direction or translator.direction)
     sizes = {f: image_size_of(f) for f, _ in plan}  # headers only: every file is checked before any is written
-    check_pairs(args, sizes)
+    instances = plan_instances(args, translator.labels, [f for f, _ in plan])
+    if translator.labels is None:
+        check_pairs(args, sizes)
     tiled = {f for f, (w, h) in sizes.items() if max(h, w // 2 if split else w) > args.tile}
     if not tiled:
         # Large activations are reused rather than page-faulted in at every batch. Not when tiling:
@@ -249,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
             "its own statistics, which tiles of it cannot reproduce: raise --tile to its largest side (memory "
             "permitting) or drop --paper-test-mode"
         )
-    written = write_translations(args, translator, plan, tiled, split)
+    written = write_translations(args, translator, plan, tiled, split, instances)
     mode = "paper test mode" if args.paper_test_mode else "eval mode"
     print(f"translated {written} image(s) into {out} ({translator.describe()}, {mode})")
     apart = [(f, o) for f, o in plan if o != out / f"{f.stem}.png"]
@@ -259,11 +269,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def plan_instances(args: argparse.Namespace, labels: LabelInput | None, files: list[Path]) -> dict[Path, Path | None]:
+    """The instance map of each label map (``None`` without); every label map checked, for a model of label maps.
+
+    Each label map is read once here, so that a value beyond ``label_nc``, a colour image or a missing
+    or mismatched instance map is refused before the first translation is written.
+    """
+    given = args.instances is not None
+    if labels is None:
+        check_instances(None, given, "", "--instances")
+        return {}
+    if args.split is not None:
+        raise ValueError("label maps are read whole, not as halves of AB pairs: drop --split")
+    check_instances(labels, given, files[0] if len(files) == 1 else "each label map", "--instances")
+    paired = dict(zip(files, pair_instances(files, Path(args.instances) if given else None)))
+    for label_file, instance_file in paired.items():
+        labels.encode(label_file, instance_file, option="--instances")
+    return paired
+
+
+def read_input(translator: Translator, f: Path, split: str | None, instances: dict[Path, Path | None]) -> torch.Tensor:
+    """The generator's input for the file ``f``: its label map one-hot encoded, or its image (or half) in [-1, 1]."""
+    if translator.labels is not None:
+        return translator.labels.encode(f, instances.get(f), option="--instances")
+    return load_input(f, translator.in_channels, split)
+
+
 def write_translations(
-    args: argparse.Namespace, translator: Translator, plan: list[tuple[Path, Path]], tiled: set[Path], split: str | None
+    args: argparse.Namespace, translator: Translator, plan: list[tuple[Path, Path]], tiled: set[Path],
+    split: str | None, instances: dict[Path, Path | None] | None = None,
 ) -> int:
     """Translate and save every planned image, one batch of same-sized images in memory at a time; returns the count."""
-    written, batch = 0, []
+    written, batch, instances = 0, [], instances or {}
 
     def save(function, image: torch.Tensor, output: Path) -> None:
         nonlocal written
@@ -288,14 +325,17 @@ def write_translations(
 
     for f, output in plan:
         if f in tiled:
-            # Pixels in and out as uint8; only the tile batch is in floats.
-            pixels = load_pixels(f, translator.in_channels, split)
+            # Pixels in and out as uint8; only the tile batch is in floats (label maps: their one-hot input).
+            if translator.labels is not None:
+                pixels = read_input(translator, f, split, instances)
+            else:
+                pixels = load_pixels(f, translator.in_channels, split)
             tiles = args.batch_size or TILE_BATCH
             result = translate_tiled(translator, pixels, args.tile, args.overlap, tiles, dtype=torch.uint8)
             del pixels
             save(save_pixels, result[0], output)
             continue
-        x = load_input(f, translator.in_channels, split)
+        x = read_input(translator, f, split, instances)
         if batch and (batch[0][2].shape != x.shape or len(batch) == (args.batch_size or IMAGE_BATCH)):
             flush()
         batch.append((f, output, x))

@@ -11,12 +11,19 @@ Folders, as NVIDIA's ``AlignedDataset`` reads them: ``label/``, ``img/`` and (wi
 Label and instance files are single-band PNGs (8-bit, palette or 32-bit integer) whose values are
 the ids; they are resized with nearest-neighbour sampling, images bicubically, and all three get
 the same crop and flip (section 6.2 of pix2pix, as [PairedImageDataset][imgtrans.data.paired.PairedImageDataset]).
+
+A trained model records what it reads ([ModelConfig][imgtrans.store.config.ModelConfig]'s ``label_nc``
+and ``instance``); [label_input][imgtrans.data.labels.label_input] reads that record, and its
+[LabelInput][imgtrans.data.labels.LabelInput] turns files into the generator's input, for
+``imgtrans translate``, ``imgtrans eval``, the app and [translate_image][imgtrans.inference.translate_image] alike.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -72,9 +79,14 @@ def read_ids(path: Path) -> Image.Image:
             image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read the id map {path}: {error}") from None
+    return as_ids(image, str(path))
+
+
+def as_ids(image: Image.Image, name: str) -> Image.Image:
+    """``image`` as an id map (mode ``L``, ``P`` or ``I``); a colour image is refused, naming ``name``."""
     if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
         raise ValueError(
-            f"{path} is a {image.mode} image; label and instance maps are single-band images whose values are ids "
+            f"{name} is a {image.mode} image; label and instance maps are single-band images whose values are ids "
             "(8-bit gray or palette, or 16/32-bit integer PNGs)"
         )
     return image if image.mode in ("L", "P", "I") else image.convert("I")
@@ -90,6 +102,109 @@ def preview(labels: torch.Tensor) -> torch.Tensor:
     ids = labels[0].long()
     palette = torch.tensor([[(i * 67) % 256, (i * 151 + 80) % 256, (i * 211 + 160) % 256] for i in range(256)])
     return palette[ids % 256].permute(2, 0, 1).float() / 127.5 - 1
+
+
+IdMap = Union[Image.Image, str, os.PathLike]
+"""A label or instance map: a single-band PIL image, or the path of one."""
+
+
+@dataclass(frozen=True)
+class LabelInput:
+    """What a model of label maps reads, and how a file becomes its input.
+
+    Attributes:
+        label_nc: the classes; a label map's values are 0 to ``label_nc - 1``.
+        instance: the model also reads the boundary map of an instance map (one more channel).
+    """
+
+    label_nc: int
+    instance: bool = False
+
+    @property
+    def channels(self) -> int:
+        """The generator's input channels: ``label_nc``, +1 with instance maps."""
+        return self.label_nc + int(self.instance)
+
+    def ids(self, labels: IdMap, name: str | None = None) -> torch.Tensor:
+        """``1 x H x W`` ids of a label map, each checked to be below ``label_nc`` (else a ``ValueError`` naming it)."""
+        name = name or _name(labels, "the label map")
+        ids = ids_to_tensor(_open(labels, name))
+        low, high = (int(v) for v in torch.aminmax(ids))
+        if low < 0 or high >= self.label_nc:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"{name} holds the label {bad}, but the model has label_nc {self.label_nc} (labels 0 to "
+                f"{self.label_nc - 1}): give label maps of the classes it was trained on"
+            )
+        return ids
+
+    def encode(self, labels: IdMap, instances: IdMap | None = None, *, option: str = "instances") -> torch.Tensor:
+        """The generator's input ``1 x C x H x W`` (0 and 1): the one-hot labels, then the instance boundaries.
+
+        ``option`` names the instance maps in the caller's words (``--instances`` on the command line);
+        a missing one, or one the model does not read, is refused in one line that names it.
+        """
+        name = _name(labels, "the label map")
+        check_instances(self, instances is not None, name, option)
+        ids = self.ids(labels, name)
+        edges = None
+        if instances is not None:
+            inst_name = _name(instances, "the instance map")
+            edges = ids_to_tensor(_open(instances, inst_name))
+            if edges.shape != ids.shape:
+                w, h = ids.shape[-1], ids.shape[-2]
+                raise ValueError(f"{inst_name} is {edges.shape[-1]}x{edges.shape[-2]} but {name} is {w}x{h}: an "
+                                 "instance map must match its label map")  # fmt: skip
+        return encode_labels(ids, self.label_nc, edges)[None]
+
+
+def label_input(model: object) -> LabelInput | None:
+    """The label maps ``model`` reads, as its configuration records them; ``None``: it reads images (the default)."""
+    config = getattr(model, "config", None)
+    label_nc = getattr(config, "label_nc", 0)
+    return LabelInput(int(label_nc), bool(getattr(config, "instance", False))) if label_nc else None
+
+
+def check_instances(labels: LabelInput | None, given: bool, name: str, option: str) -> None:
+    """Refuse an instance map the model does not read, or a missing one it does, naming ``option``."""
+    if given and (labels is None or not labels.instance):
+        reads = "images" if labels is None else "label maps without instance maps"
+        raise ValueError(f"the model reads {reads}, not instance maps: drop {option}")
+    if not given and labels is not None and labels.instance:
+        raise ValueError(
+            f"the model reads an instance map beside each label map (it was trained with --instance): give the one "
+            f"of {name} with {option}"
+        )
+
+
+def pair_instances(labels: list[Path], instances: Path | None, option: str = "--instances") -> list[Path | None]:
+    """The instance map of each label file: ``instances`` itself for one file, or its file of that name in a folder."""
+    if instances is None:
+        return [None] * len(labels)
+    if not instances.is_dir():
+        if not instances.is_file():
+            raise FileNotFoundError(f"{option} {instances}: no such file or folder")
+        if len(labels) != 1:
+            raise ValueError(f"{option} {instances} is one file for {len(labels)} label maps: give a folder of "
+                             "instance maps named as the label maps")  # fmt: skip
+        return [instances]
+    found = {p.stem: p for p in image_files(instances)}
+    if missing := [p for p in labels if p.stem not in found]:
+        raise ValueError(f"{option} {instances} has no instance map for {missing[0]} ({len(missing)} label map(s) "
+                         "without one): name each instance map as its label map")  # fmt: skip
+    return [found[p.stem] for p in labels]
+
+
+def _name(source: IdMap, default: str) -> str:
+    return default if isinstance(source, Image.Image) else str(source)
+
+
+def _open(source: IdMap, name: str) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return as_ids(source, name)
+    if isinstance(source, (str, os.PathLike)):
+        return read_ids(Path(source))
+    raise TypeError(f"{name} must be a single-band PIL image or the path of one; got {type(source).__name__}")
 
 
 class LabelMapDataset(Dataset):

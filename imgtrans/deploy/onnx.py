@@ -100,6 +100,9 @@ def check_exportable(model: nn.Module, paper_test_mode: bool = False) -> None:
             )
     if not isinstance(getattr(generator, "in_channels", None), int):
         raise ExportError(f"{type(generator).__name__} does not say how many channels it reads (in_channels)")
+    if label_nc := getattr(getattr(model, "config", None), "label_nc", 0):
+        raise ExportError(f"the model reads label maps ({label_nc} classes, one-hot), which an ONNX file does not "
+                          "record yet, so its inputs would be read as images: translate it on the torch backend")
 
 
 def onnx_metadata(

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from imgtrans.data.labels import LabelInput, label_input
 from imgtrans.devices import (  # noqa: F401  (keep_freed_memory: its home before it served training too)
     INSTRUCTION_FLAGS, cpu_flags, instruction_set, keep_freed_memory, native_bf16, resolve_device,
 )
@@ -99,6 +100,8 @@ class Translator:
             costs as much as one on this size).
         two_way: whether the model has a generator per direction (CycleGAN), so that a direction
             picks the generator, not only the half of AB pairs it reads.
+        labels: what a model of label maps reads ([LabelInput][imgtrans.data.labels.LabelInput]:
+            ``label_nc``, instance maps); ``None`` for a model of images.
     """
 
     backend: str = ""
@@ -108,6 +111,7 @@ class Translator:
     direction: str | None = None
     multiple: int = 1
     two_way: bool = False
+    labels: LabelInput | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The translation of ``x``, checked for NaN and inf (raises [NonFiniteOutputError][imgtrans.deploy.translators.NonFiniteOutputError])."""
@@ -166,6 +170,7 @@ class TorchTranslator(Translator):
         self.multiple = pad_multiple(model)
         self.direction = getattr(getattr(model, "config", None), "direction", None)
         self.two_way = callable(getattr(model, "generator_for", None))
+        self.labels = label_input(model)
         if compile and paper_test_mode:
             raise ValueError("compile folds BatchNorm into the weights, which the paper's test mode cannot use; drop one")
         self.model, self.channels_last = model, False
@@ -339,6 +344,10 @@ def load_translator(
 
     where = torch.device("cpu") if backend == "onnxruntime" else resolve_device(str(device))
     model = directed(load(source, device=where), direction)
+    if backend != "torch" and label_input(model) is not None:
+        fix = say("drop --backend", "backend='torch'")
+        raise ValueError(f"{source} reads label maps, which the {backend} backend does not encode yet: run it on "
+                         f"the torch backend ({fix})")  # fmt: skip
     if backend == "torch":
         translator: Translator = TorchTranslator(
             model, precision, where, paper_test_mode=paper_test_mode, compile=compile

@@ -213,11 +213,30 @@ def verify_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
     """The step a checkpoint records, from its metadata alone (no tensor is read); ``None`` if unreadable."""
+    return checkpoint_meta(path).get("step")
+
+
+def checkpoint_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's metadata alone (no tensor is read, nothing verified); ``{}`` if unreadable."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return json.loads((f.metadata() or {})["imgtrans"]).get("step")
+            meta = json.loads((f.metadata() or {})["imgtrans"])
     except (SafetensorError, OSError, ValueError, KeyError, TypeError):
-        return None
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def trained_labels(config: ModelConfig, meta: dict[str, Any]) -> ModelConfig:
+    """``config``, reading the label maps of the run's settings when it records none.
+
+    A run on label maps from before ``config.json`` recorded them (its ``model/`` and checkpoints) says
+    what its input is in its settings (``train_config``'s ``label_nc`` and ``instance``).
+    """
+    trained = meta.get("train_config") or {}
+    label_nc = trained.get("label_nc") if isinstance(trained, dict) else None
+    if config.label_nc or isinstance(label_nc, bool) or not isinstance(label_nc, int) or label_nc < 1:
+        return config
+    return config.with_labels(label_nc, bool(trained.get("instance", False)))
 
 
 def load_good_checkpoint(path: str | os.PathLike, warn: bool = True) -> Checkpoint:
@@ -261,6 +280,6 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def model_config(meta: dict[str, Any], source: str = "the checkpoint") -> ModelConfig:
     """The model a checkpoint's metadata describes (imgtrans 0.1 wrote it as ``build_config``, direction aside)."""
     if "model" in meta:
-        return ModelConfig.from_dict(meta["model"], source)
+        return trained_labels(ModelConfig.from_dict(meta["model"], source), meta)
     direction = meta.get("train_config", {}).get("direction")
     return ModelConfig.from_dict({**meta.get("build_config", {}), "direction": direction}, source)

@@ -18,6 +18,7 @@ folder, a run or a checkpoint never reaches the network nor opens any other file
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import json
 import types
 import typing
@@ -47,6 +48,10 @@ class ModelConfig:
             included, as JSON gives them back (lists, not tuples).
         direction: ``"AtoB"`` or ``"BtoA"``: which half of a dataset's AB images is the input;
             ``None`` when unknown.
+        label_nc: the classes of the integer label maps the model reads, one-hot encoded (pix2pixHD's
+            ``--label_nc``); 0: it reads images. ``config.json`` records it as ``"labels"``, and a file
+            without that key describes a model of images, as every file before it did.
+        instance: with ``label_nc``, the model also reads the instance-boundary map of an instance map.
     """
 
     name: str
@@ -54,6 +59,8 @@ class ModelConfig:
     direction: Direction | None = None
     # The arguments this build is made with: the caller's weight choices, or their neutral values.
     build_arguments: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    label_nc: int = 0
+    instance: bool = False
 
     @classmethod
     def create(cls, name: str, overrides: Mapping[str, Any] | None = None, direction: str | None = None) -> "ModelConfig":
@@ -100,19 +107,36 @@ class ModelConfig:
             item = entry(data["name"])
             neutral = _architecture(item, item.arguments(dict(arguments)), neutral=True)
             config = cls.create(data["name"], neutral, check_direction(data.get("direction")))  # source added below
+            config = config.with_labels(*_labels(data.get("labels")))
         except (KeyError, TypeError, ValueError) as error:
             message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
             raise ValueError(f"{source}: {message}") from None
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{"name", "arguments", "direction"}``; it must load offline (no ``hf-hub:`` names)."""
+        """The JSON form: ``{"name", "arguments", "direction"}``, and ``"labels"`` for a model of label maps;
+        it must load offline (no ``hf-hub:`` names)."""
         _refuse_hub_names(self.arguments, f"{self.name}'s configuration")
-        return {"name": self.name, "arguments": self.arguments, "direction": self.direction}
+        labels = {"labels": {"label_nc": self.label_nc, "instance": self.instance}} if self.label_nc else {}
+        return {"name": self.name, "arguments": self.arguments, "direction": self.direction, **labels}
 
     def with_direction(self, direction: str | None) -> "ModelConfig":
         """The same model made for another direction (a run records the one it trained with)."""
-        return ModelConfig(self.name, self.arguments, check_direction(direction), self.build_arguments)
+        return dataclasses.replace(self, direction=check_direction(direction))
+
+    def with_labels(self, label_nc: int, instance: bool = False) -> "ModelConfig":
+        """The same model reading label maps of ``label_nc`` classes (0: images), as a run trained it.
+
+        Raises a ``ValueError`` when the generator's ``in_channels`` is not ``label_nc`` (+1 with ``instance``).
+        """
+        label_nc, instance = _labels({"label_nc": label_nc, "instance": instance} if label_nc else None)
+        channels = self.arguments.get("in_channels")
+        if label_nc and isinstance(channels, int) and channels != label_nc + instance:
+            raise ValueError(
+                f"label_nc {label_nc}{' with instance maps' if instance else ''} gives {label_nc + instance} input "
+                f"channels, but {self.name} has in_channels {channels}"
+            )
+        return dataclasses.replace(self, label_nc=label_nc, instance=instance)
 
     def instantiate(self) -> nn.Module:
         """Call the registered target with this configuration's arguments; ``model.config`` is ``self``."""
@@ -123,7 +147,7 @@ class ModelConfig:
     def for_loading(self) -> "ModelConfig":
         """This configuration built with neutral weight arguments: for a model about to receive a state dict."""
         item = entry(self.name)
-        return ModelConfig(self.name, self.arguments, self.direction, _architecture(item, self.build_arguments, True))
+        return dataclasses.replace(self, build_arguments=_architecture(item, self.build_arguments, True))
 
     def check_size(self) -> None:
         """Count the model's elements on the ``meta`` device; refuse more than ``MAX_PARAMETERS``."""
@@ -164,7 +188,20 @@ class ModelConfig:
         except (OSError, ValueError) as error:
             raise ValueError(f"{path} is not a readable config.json ({error})") from None
         config = cls.from_dict(data, str(path))
-        return config, {k: v for k, v in data.items() if k not in ("name", "arguments", "direction")}
+        return config, {k: v for k, v in data.items() if k not in ("name", "arguments", "direction", "labels")}
+
+
+def _labels(value: Any) -> tuple[int, bool]:
+    """``(label_nc, instance)`` from a configuration's ``"labels"`` (absent: a model of images, ``(0, False)``)."""
+    if value is None:
+        return 0, False
+    label_nc = value.get("label_nc") if isinstance(value, Mapping) else None
+    instance = value.get("instance", False) if isinstance(value, Mapping) else None
+    if isinstance(label_nc, bool) or not isinstance(label_nc, int) or label_nc < 1 or not isinstance(instance, bool):
+        raise ValueError(
+            f"'labels' must be {{'label_nc': a whole number of at least 1, 'instance': true or false}}; got {value!r}"
+        )
+    return label_nc, instance
 
 
 def _architecture(item: Entry, arguments: Mapping[str, Any], neutral: bool = False) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from imgtrans import hub
 from imgtrans.models.parts import REFERENCE_ARCHS
 from imgtrans.registry import Published, list_models
 from imgtrans.store import zoo
-from imgtrans.store.checkpoint import checkpoint_step, load_checkpoint, load_good_checkpoint, model_config
+from imgtrans.store.checkpoint import checkpoint_meta, load_checkpoint, load_good_checkpoint, model_config, trained_labels
 from imgtrans.store.config import CONFIG_FILE, ModelConfig
 from imgtrans.store.folder import WEIGHTS_FILE, read_folder, write_folder
 from imgtrans.store.reference import convert_reference
@@ -195,9 +195,11 @@ def load_run(run: str | os.PathLike) -> nn.Module:
     exported, checkpoint = run / RUN_MODEL, run / RUN_CHECKPOINT
     has_export = (exported / CONFIG_FILE).is_file()
     exported_step = ModelConfig.read(exported / CONFIG_FILE)[1].get("step") if has_export else None
-    checkpoint_at = checkpoint_step(checkpoint) if checkpoint.is_file() else None
+    meta = checkpoint_meta(checkpoint) if checkpoint.is_file() else {}
+    checkpoint_at = meta.get("step")
     if has_export and not _newer(checkpoint, checkpoint_at, exported, exported_step):
         model, source = from_pretrained(exported), exported
+        model.config = trained_labels(model.config, meta)  # a model/ written before config.json recorded label maps
         model.loaded_step = exported_step
     else:
         model = from_checkpoint(checkpoint, fall_back=True)

@@ -111,8 +111,10 @@ def with_networks(model: nn.Module, replacements: dict[str, nn.Module]) -> nn.Mo
     return view
 
 
-def sync_batchnorm(model: nn.Module) -> None:
-    """Replace BatchNorm by SyncBatchNorm in each of the model's networks (statistics across processes)."""
+def sync_batchnorm(model: nn.Module, device: torch.device) -> None:
+    """Replace BatchNorm by SyncBatchNorm in each of the model's networks (statistics across processes; CUDA only)."""
+    if device.type != "cuda":
+        raise SettingError("sync_bn", "needs CUDA: torch synchronises BatchNorm statistics only between GPUs")
     for name, network in networks_of(model).items():
         setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(network))
 

@@ -105,11 +105,11 @@ class Trainer:
         self.direction = resolve_direction(config, self.model.config, needed=reads_folders)
         self.config = config = dataclasses.replace(config, direction=self.direction)  # the run records it
         self.model.config = self.model.config.with_direction(self.direction)
+        if config.label_nc:  # what its input is, so that translate, eval and the app read label maps for it
+            self.model.config = self.model.config.with_labels(config.label_nc, config.instance)
         self.model.config.to_dict()  # checkpoints must be able to record it: refuse now, not at the first save
         if config.sync_bn and self.dist.enabled:
-            if self.device.type != "cuda":
-                raise SettingError("sync_bn", "needs CUDA: torch synchronises BatchNorm statistics only between GPUs")
-            sync_batchnorm(self.model)
+            sync_batchnorm(self.model, self.device)
         self.model.to(self.device)
         arrange_memory(self.model, self.device, config.channels_last)
         if config.compile:
