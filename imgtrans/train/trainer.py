@@ -437,7 +437,7 @@ class Trainer:
             record_history(self.out, self.step, self.clock, changed, self.manifest)
 
     def write_samples(self) -> Path:
-        """Save input | output | target for the first ``num_samples`` sample images."""
+        """Save the sample grid of the first ``num_samples`` sample images (see [imgtrans.train.samples][])."""
         path = self.out / "samples" / f"step-{self.step:06d}.png"
         return write_samples(self.model, self.sample_data, self.config.num_samples, self.device, self.autocast(), path)
 
