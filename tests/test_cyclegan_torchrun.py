@@ -129,3 +129,6 @@ def test_another_number_of_processes_is_said_by_rank_0_with_what_is_lost():
     with pytest.warns(ProcessStateWarning, match=r"written by 3 process\(es\) and this run has 2: the saved pools of "
                                                  r"process\(es\) 2 are dropped"):  # fmt: skip
         own_state(checkpoint_of(3, (1, 2)), Distributed(0, 2), keeps_state=True)
+    alone = r"holds the state of process 0 only \(saved by it alone, .*\): process\(es\) 1 start with empty image pools"
+    with pytest.warns(ProcessStateWarning, match=alone):  # the same number, but a save by rank 0 alone
+        own_state(checkpoint_of(2, ()), Distributed(0, 2), keeps_state=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -54,14 +55,16 @@ class Distributed:
 
         A collective: every process calls it at the same point (the trainer's checkpoint saves).
         The tensors travel as objects, as their names and shapes may differ between processes
-        (a pool that holds fewer images); NCCL sends them through this process's GPU ``device``.
+        (a pool that holds fewer images), serialised without pickle where torch offers it
+        (``weights_only``); NCCL sends them through this process's GPU ``device``.
         """
         local = {k: v.detach().cpu() for k, v in tensors.items()}
         if not self.enabled:
             return [local]
         gathered: list | None = [None] * self.world_size if self.is_main else None
+        safe = {"weights_only": True} if "weights_only" in inspect.signature(dist.gather_object).parameters else {}
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-            dist.gather_object(local, gathered, dst=0)
+            dist.gather_object(local, gathered, dst=0, **safe)
         return gathered
 
     def close(self) -> None:

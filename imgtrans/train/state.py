@@ -78,19 +78,20 @@ def own_state(checkpoint: Checkpoint, dist: Distributed, keeps_state: bool) -> C
 
     Rank 0 says once (a [ProcessStateWarning][imgtrans.train.state.ProcessStateWarning]) when a
     model that keeps state (``keeps_state``) cannot have every process's back: another number of
-    processes, or a checkpoint written before imgtrans kept every process's state.
+    processes, or a checkpoint that rank 0 saved alone (a loading failure) or an earlier imgtrans wrote.
     """
     saved = checkpoint.meta.get("world_size", 1)
     held = [r for r in range(1, max(saved, dist.world_size)) if checkpoint.section(f"rank{r}")]
     missing = [r for r in range(1, dist.world_size) if r not in held]
     dropped = [r for r in held if r >= dist.world_size]
     if dist.is_main and keeps_state and (missing or dropped):
-        why = "and this run has" if saved != dist.world_size else "before every process's state was kept; this run has"
+        head = (f"{checkpoint.path} was written by {saved} process(es) and this run has {dist.world_size}"
+                if saved != dist.world_size else f"{checkpoint.path} holds the state of process 0 only (saved by "
+                "it alone, after a loading failure, or by an earlier imgtrans)")  # fmt: skip
         said = [f"process(es) {', '.join(map(str, missing))} start with empty image pools"] if missing else []
         said += [f"the saved pools of process(es) {', '.join(map(str, dropped))} are dropped"] if dropped else []
         warnings.warn(ProcessStateWarning(
-            f"{checkpoint.path} was written by {saved} process(es) {why} {dist.world_size}: {'; '.join(said)}; "
-            "training goes on, but not as the uninterrupted run would"
+            f"{head}: {'; '.join(said)}; training goes on, but not as the uninterrupted run would"
         ))  # fmt: skip
     if dist.rank == 0:
         return checkpoint
