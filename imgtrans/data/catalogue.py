@@ -171,46 +171,53 @@ DATASETS: dict[str, DatasetEntry] = {
 """The datasets of the reference's ``download_pix2pix_dataset.sh`` and ``download_cyclegan_dataset.sh``, by name."""
 
 
-def _unpaired(name: str, task: str, bound: str, train: tuple[int, int], source: str, licence: str = "research use; cite "
+def _unpaired(name: str, task: str, size: str, train: tuple[int, int], source: str, licence: str = "research use; cite "
               "CycleGAN (Zhu et al. 2017) and the images' sources", **more) -> DatasetEntry:  # fmt: skip
-    """A CycleGAN dataset: ``trainA`` and ``trainB`` with their published sizes, test splits allowed up to half as many."""
+    """A CycleGAN dataset: ``trainA`` and ``trainB`` of their published sizes; test splits up to half as many."""
     splits = (f"trainA ({train[0]})", f"trainB ({train[1]})", "testA", "testB")
-    return DatasetEntry(name, task, "AtoB", bound, splits, source, licence, layout="unpaired",
+    return DatasetEntry(name, task, "AtoB", size, splits, source, licence, layout="unpaired",
                         unlisted_images=max(500, sum(train) // 2), **more)  # fmt: skip
 
 
-# CycleGAN's datasets (datasets/download_cyclegan_dataset.sh). The reference publishes no sizes for its zip files
-# and its server's listing is not at hand here, so each size is a generous upper bound (about twice what the
-# images could take as JPEG), not the listing: it bounds the download (1.5 times) and the expansion (4 times), and
-# the first download's SHA-256 is recorded and later ones compared with it. Training counts are the reference's
-# docs/datasets.md; its test splits are not counted there and are allowed up to half the training images (500 at
-# least). Cityscapes, as for pix2pix, must be prepared from the user's own download.
+# CycleGAN's datasets (datasets/download_cyclegan_dataset.sh). The reference publishes no sizes for its zip files;
+# these are the archives' lengths that TensorFlow Datasets recorded from the same server
+# (tensorflow_datasets/url_checksums/cycle_gan.txt, in bytes; horse2zebra.zip is 116,867,962), to three figures,
+# which the server's listing (2017, in MiB: horse2zebra.zip 111M) confirms. ae_photos, which TensorFlow Datasets does
+# not list, has the listing's "10M" only: 11 MB bounds it. Each size bounds the download (1.5 times) and the
+# expansion (4 times), and the first download's SHA-256 is recorded and later ones compared with it. Training counts
+# are the reference's docs/datasets.md; its test splits are not counted there and are allowed up to half the
+# training images (500 at least). Cityscapes, as for pix2pix, must be prepared from the user's own download.
 _PHOTOS = "Flickr landscape photos (tags landscape, landscapephotography)"
 DATASETS.update({
     d.name: d
     for d in (
-        _unpaired("horse2zebra", "horses (A) | zebras (B)", "250 MB", (939, 1177),
+        _unpaired("horse2zebra", "horses (A) | zebras (B)", "117 MB", (939, 1177),
                   "ImageNet, keywords 'wild horse' and 'zebra'"),
-        _unpaired("apple2orange", "apples (A) | oranges (B)", "200 MB", (996, 1020),
+        _unpaired("apple2orange", "apples (A) | oranges (B)", "78.5 MB", (996, 1020),
                   "ImageNet, keywords 'apple' and 'navel orange'"),
-        _unpaired("summer2winter_yosemite", "Yosemite in summer (A) | in winter (B)", "300 MB", (1273, 854),
+        _unpaired("summer2winter_yosemite", "Yosemite in summer (A) | in winter (B)", "133 MB", (1273, 854),
                   "Flickr API photos of Yosemite"),
-        _unpaired("monet2photo", "Monet paintings (A) | photos (B)", "700 MB", (1074, 6853), f"Wikiart; {_PHOTOS}"),
-        _unpaired("cezanne2photo", "Cezanne paintings (A) | photos (B)", "700 MB", (584, 6853), f"Wikiart; {_PHOTOS}"),
-        _unpaired("ukiyoe2photo", "Ukiyo-e prints (A) | photos (B)", "700 MB", (1433, 6853), f"Wikiart; {_PHOTOS}"),
-        _unpaired("vangogh2photo", "Van Gogh paintings (A) | photos (B)", "700 MB", (401, 6853), f"Wikiart; {_PHOTOS}"),
-        _unpaired("maps-unpaired", "aerial photos (A) | Google maps (B), unpaired", "2.0 GB", (1096, 1096),
+        _unpaired("monet2photo", "Monet paintings (A) | photos (B)", "305 MB", (1074, 6853), f"Wikiart; {_PHOTOS}"),
+        _unpaired("cezanne2photo", "Cezanne paintings (A) | photos (B)", "280 MB", (584, 6853), f"Wikiart; {_PHOTOS}"),
+        _unpaired("ukiyoe2photo", "Ukiyo-e prints (A) | photos (B)", "293 MB", (1433, 6853), f"Wikiart; {_PHOTOS}"),
+        _unpaired("vangogh2photo", "Van Gogh paintings (A) | photos (B)", "307 MB", (401, 6853), f"Wikiart; {_PHOTOS}"),
+        _unpaired("maps-unpaired", "aerial photos (A) | Google maps (B), unpaired", "1.48 GB", (1096, 1096),
                   "scraped from Google Maps around New York by the pix2pix authors", "map data and imagery (c) Google; "
                   "research use", archive_root="maps"),
-        _unpaired("facades-unpaired", "facade photos (A) | architectural labels (B), unpaired", "100 MB", (400, 400),
+        _unpaired("facades-unpaired", "facade photos (A) | architectural labels (B), unpaired", "35.1 MB", (400, 400),
                   "CMP Facade Database, Tylecek and Sara, GCPR 2013", "research use; cite the CMP Facade Database",
                   archive_root="facades"),
-        _unpaired("cityscapes-unpaired", "street photos (A) | semantic labels (B), unpaired", "1.0 GB", (2975, 2975),
+        _unpaired("cityscapes-unpaired", "street photos (A) | semantic labels (B), unpaired", "280 MB", (2975, 2975),
                   "Cityscapes, Cordts et al., CVPR 2016 (www.cityscapes-dataset.com)",
                   "needs your own registration at https://www.cityscapes-dataset.com; the reference's "
                   "datasets/prepare_cityscapes_dataset.py writes trainA (photos) and trainB (labels) from it; as the "
                   "reference does, imgtrans does not download it", archive_root="cityscapes", downloadable=False),
-        _unpaired("iphone2dslr_flower", "iPhone flower photos (A) | DSLR flower photos (B)", "800 MB", (1813, 3316),
+        _unpaired("iphone2dslr_flower", "iPhone flower photos (A) | DSLR flower photos (B)", "340 MB", (1813, 3316),
                   "Flickr"),
+        # Photos to translate with the published style models (cyclegan-style-monet...), not a training set: the
+        # reference's CycleGAN (Lua) tests them as phase "test" of domain A, testA/; their number is not published.
+        DatasetEntry("ae_photos", "photos (A) by Alexei Efros, to translate with the style models (no B, no training "
+                     "split)", "AtoB", "11 MB", ("testA",), "photos by Alexei A. Efros (www.flickr.com/photos/aaefros)",
+                     "research use; cite CycleGAN (Zhu et al. 2017)", layout="unpaired", unlisted_images=500),
     )
 })  # fmt: skip

@@ -122,7 +122,8 @@ def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.
         value: a folder or file (returned unchanged when it exists), ``"NAME"`` (its ``split``) or
             ``"NAME/SPLIT"``, with ``NAME`` from [DATASETS][imgtrans.data.catalogue.DATASETS]. For a
             CycleGAN dataset ``NAME/train`` is the path ``NAME/train`` that stands for ``NAME/trainA`` and
-            ``NAME/trainB`` (see [UnpairedImageDataset][imgtrans.data.unpaired.UnpairedImageDataset]).
+            ``NAME/trainB`` (see [UnpairedImageDataset][imgtrans.data.unpaired.UnpairedImageDataset]), and
+            ``NAME/testA`` the folder of one domain (the images to translate: ``ae_photos/testA``).
         split: the split a bare ``"NAME"`` means (``"train"``).
         root: where datasets were downloaded (default ``$HF_HOME/imgtrans/datasets``).
 
@@ -149,7 +150,9 @@ def resolve_data(value: str | os.PathLike, split: str = "train", root: str | os.
             f"dataset {name!r} is not downloaded: run `imgtrans data download {name}{where}` "
             f"({entry.size}), or pass a folder of paired images"
         )
-    if entry.layout == "unpaired":  # NAME/SPLIT means NAME/SPLITA and NAME/SPLITB
+    if entry.layout == "unpaired":  # NAME/SPLIT means NAME/SPLITA and NAME/SPLITB; NAME/testA is one domain's folder
+        if wanted.endswith(("A", "B")) and (folder / wanted).is_dir():
+            return folder / wanted
         if not (folder / f"{wanted}A").is_dir():
             have = sorted({s[:-1] for s in splits_of(folder) if s.endswith(("A", "B"))})
             raise FileNotFoundError(f"dataset {name!r} has no split {wanted!r} ({wanted}A/); it has {', '.join(have)}")

@@ -125,6 +125,19 @@ class CycleGAN(nn.Module):
         """Translate a batch in [-1, 1] with the generator of ``direction`` (see [generator_for][imgtrans.models.cyclegan.CycleGAN.generator_for])."""
         return inference.translate(self.generator_for(direction), x, paper_test_mode=paper_test_mode)
 
+    @torch.no_grad()
+    def sample_rows(self, real_a: torch.Tensor, real_b: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """What the trainer's sample grid shows of images of A and B: the reference's visuals, row by row.
+
+        ``real_A | fake_B = G_A(real_A) | rec_A = G_B(fake_B)`` and ``real_B | fake_A = G_B(real_B) |
+        rec_B = G_A(fake_A)``: both translations and both cycles (see [imgtrans.train.samples][]).
+        """
+        def run(generator: nn.Module, x: torch.Tensor) -> torch.Tensor:  # an autocast output in the weights' dtype
+            return inference.translate(generator, x.to(next(generator.parameters()).dtype))
+
+        fake_b, fake_a = run(self.generator_a, real_a), run(self.generator_b, real_b)
+        return [(real_a, fake_b, run(self.generator_b, fake_b)), (real_b, fake_a, run(self.generator_a, fake_a))]
+
     # ------------------------------------------------------- the training seam (imgtrans.train.objective)
     def networks(self) -> dict[str, nn.Module]:
         """The four networks by attribute."""

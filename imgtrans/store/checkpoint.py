@@ -106,12 +106,14 @@ def save_checkpoint(
     model: nn.Module,
     optimizers: dict[str, torch.optim.Optimizer],
     meta: dict[str, Any],
+    others: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Save ``model``'s weights, the optimisers, the RNG states and ``meta`` to ``path`` atomically.
 
     A model with a ``training_state()`` (what else it needs to resume exactly: CycleGAN's image
     pools) has it saved as the ``train.`` section, which the trainer gives back to its
-    ``load_training_state``.
+    ``load_training_state``. ``others`` are saved as they are: the other processes' state under
+    ``torchrun`` (see [imgtrans.train.state.process_states][]).
     """
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if callable(getattr(model, "training_state", None)):
@@ -121,6 +123,7 @@ def save_checkpoint(
         opt_tensors, optimizer_meta[name] = optimizer_to_tensors(f"optim.{name}", optimizer)
         tensors.update(opt_tensors)
     tensors.update(rng_tensors())
+    tensors.update(others or {})
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {**meta, "format": FORMAT, "optimizers": optimizer_meta}
     text = json.dumps(meta)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -47,6 +49,23 @@ class Distributed:
         value = torch.tensor([float(flag)], device=device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
+
+    def gather(self, tensors: dict[str, torch.Tensor], device: torch.device) -> list[dict[str, torch.Tensor]] | None:
+        """Every process's ``tensors`` (on the CPU) on the main process in rank order, ``None`` on the others.
+
+        A collective: every process calls it at the same point (the trainer's checkpoint saves).
+        The tensors travel as objects, as their names and shapes may differ between processes
+        (a pool that holds fewer images), serialised without pickle where torch offers it
+        (``weights_only``); NCCL sends them through this process's GPU ``device``.
+        """
+        local = {k: v.detach().cpu() for k, v in tensors.items()}
+        if not self.enabled:
+            return [local]
+        gathered: list | None = [None] * self.world_size if self.is_main else None
+        safe = {"weights_only": True} if "weights_only" in inspect.signature(dist.gather_object).parameters else {}
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            dist.gather_object(local, gathered, dst=0, **safe)
+        return gathered
 
     def close(self) -> None:
         """Leave the process group."""

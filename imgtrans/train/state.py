@@ -5,19 +5,31 @@ decay to zero over the last ``epochs_decay`` (pix2pix, section 6.2, with the cod
 epochs for facades). A resumed run restores weights, optimiser moments, schedule position,
 gradient scaler, step and random generators; the settings given on resume (``lr``, ``betas``,
 ``epochs``) apply from the resumed step on, not the checkpoint's.
+
+Under ``torchrun`` the weights and optimisers are the same on every process, but some state is
+each process's own: what a model keeps beyond its weights (``training_state``: CycleGAN's image
+pools, filled with the fakes of that process's batches) and the random generators. Rank 0 writes
+the checkpoint with its own under ``train.`` and ``rng.`` and every other process's under
+``rank<r>.train.`` and ``rank<r>.rng.`` ([process_states][imgtrans.train.state.process_states]);
+on resume each process takes back its own. A checkpoint of another number of processes is
+resumed with a [ProcessStateWarning][imgtrans.train.state.ProcessStateWarning], not refused:
+the processes it has no state of start with empty pools, and the states of processes the run no
+longer has are dropped.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from imgtrans.store.checkpoint import Checkpoint, model_config, optimizer_from_tensors, restore_rng
+from imgtrans.store.checkpoint import Checkpoint, model_config, optimizer_from_tensors, restore_rng, rng_tensors
 from imgtrans.store.config import ModelConfig
+from imgtrans.train.distributed import Distributed
 from imgtrans.train.settings import TrainConfig
 
 
@@ -40,6 +52,54 @@ def check_same_model(checkpoint: Checkpoint, current: ModelConfig) -> None:
         )
 
 
+class ProcessStateWarning(UserWarning):
+    """A resume under ``torchrun`` could not give every process its own state back (another number of processes)."""
+
+
+# ------------------------------------------------------------------------------ each process's own
+def process_states(model: nn.Module, dist: Distributed, device: torch.device) -> dict[str, torch.Tensor]:
+    """The other processes' own state, for rank 0's checkpoint: ``rank<r>.train.*`` and ``rank<r>.rng.*``.
+
+    A collective under ``torchrun`` (every process calls it at each save); empty on the other
+    ranks and for a single process, whose state [save_checkpoint][imgtrans.store.checkpoint.save_checkpoint]
+    writes itself.
+    """
+    if not dist.enabled:
+        return {}
+    own = rng_tensors()
+    if callable(getattr(model, "training_state", None)):
+        own.update({f"train.{k}": v for k, v in model.training_state().items()})
+    states = dist.gather(own, device)
+    return {f"rank{r}.{k}": v for r, state in enumerate(states or []) if r > 0 for k, v in state.items()}
+
+
+def own_state(checkpoint: Checkpoint, dist: Distributed, keeps_state: bool) -> Checkpoint | None:
+    """This process's part of ``checkpoint`` (its ``train.`` and ``rng.`` sections), ``None`` where it has none.
+
+    Rank 0 says once (a [ProcessStateWarning][imgtrans.train.state.ProcessStateWarning]) when a
+    model that keeps state (``keeps_state``) cannot have every process's back: another number of
+    processes, or a checkpoint that rank 0 saved alone (a loading failure) or an earlier imgtrans wrote.
+    """
+    saved = checkpoint.meta.get("world_size", 1)
+    held = [r for r in range(1, max(saved, dist.world_size)) if checkpoint.section(f"rank{r}")]
+    missing = [r for r in range(1, dist.world_size) if r not in held]
+    dropped = [r for r in held if r >= dist.world_size]
+    if dist.is_main and keeps_state and (missing or dropped):
+        head = (f"{checkpoint.path} was written by {saved} process(es) and this run has {dist.world_size}"
+                if saved != dist.world_size else f"{checkpoint.path} holds the state of process 0 only (saved by "
+                "it alone, after a loading failure, or by an earlier imgtrans)")  # fmt: skip
+        said = [f"process(es) {', '.join(map(str, missing))} start with empty image pools"] if missing else []
+        said += [f"the saved pools of process(es) {', '.join(map(str, dropped))} are dropped"] if dropped else []
+        warnings.warn(ProcessStateWarning(
+            f"{head}: {'; '.join(said)}; training goes on, but not as the uninterrupted run would"
+        ))  # fmt: skip
+    if dist.rank == 0:
+        return checkpoint
+    if dist.rank not in held:
+        return None
+    return Checkpoint(checkpoint.section(f"rank{dist.rank}"), checkpoint.meta, checkpoint.path)
+
+
 def restore(
     checkpoint: Checkpoint,
     model: nn.Module,
@@ -47,12 +107,18 @@ def restore(
     schedulers: dict[str, Any],
     scaler: torch.amp.GradScaler,
     config: TrainConfig,
+    dist: Distributed = Distributed(),
 ) -> int:
-    """Put the model, optimisers, schedules, scaler and RNG back as ``checkpoint`` saved them; returns its step."""
+    """Put the model, optimisers, schedules, scaler and RNG back as ``checkpoint`` saved them; returns its step.
+
+    Each process takes back its own state (see [own_state][imgtrans.train.state.own_state]).
+    """
     check_same_model(checkpoint, model.config)
     model.load_state_dict(checkpoint.section("model"), strict=True)
-    if callable(getattr(model, "load_training_state", None)):  # what else it keeps to resume exactly: CycleGAN's pools
-        model.load_training_state(checkpoint.section("train"))
+    keeps_state = callable(getattr(model, "load_training_state", None))  # what else it keeps: CycleGAN's pools
+    own = own_state(checkpoint, dist, keeps_state and bool(checkpoint.section("train")))
+    if keeps_state and own is not None:
+        model.load_training_state(own.section("train"))
     for name, optimizer in optimizers.items():
         saved = checkpoint.meta["optimizers"][name]
         optimizer.load_state_dict(optimizer_from_tensors(checkpoint, f"optim.{name}", saved))
@@ -65,7 +131,7 @@ def restore(
             group.update(initial_lr=config.lr, lr=config.lr * factor(scheduler.last_epoch))
             group["betas"] = config.betas
     scaler.load_state_dict(checkpoint.meta["scaler"])
-    restore_rng(checkpoint)
+    restore_rng(own or checkpoint)  # a process the checkpoint has no state of takes rank 0's generators
     return checkpoint.meta["step"]
 
 

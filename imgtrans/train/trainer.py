@@ -42,10 +42,9 @@ from imgtrans.train.objective import StepContext, TrainableModel
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
-from imgtrans.train.setup import (
-    autocast, check_precision, distributed_view, grad_scaler, networks_of, arrange_memory, sync_batchnorm,
-)
-from imgtrans.train.state import EpochClock, lr_factor, restore, resumed_clock
+from imgtrans.train.setup import arrange_memory, autocast, check_precision, distributed_view, grad_scaler
+from imgtrans.train.setup import networks_of, sync_batchnorm
+from imgtrans.train.state import EpochClock, lr_factor, process_states, restore, resumed_clock
 from imgtrans.train.history import record_history
 from imgtrans.train.signals import StopRequest, stop_requests
 from imgtrans.train.validation import BEST_FILE
@@ -329,7 +328,7 @@ class Trainer:
             yield batch
 
     def _data_failure(self, error: Exception) -> DataError:
-        self.save()  # the steps so far are kept before the run stops
+        self.save(collective=False)  # the steps so far are kept before the run stops (by this process alone)
         return DataError(str(error), self.step, self._kept())
 
     def _sample(self, log: RunLoggers | None) -> Path | None:
@@ -390,8 +389,8 @@ class Trainer:
         return now
 
     # ------------------------------------------------------------------------- state on disk
-    def save(self) -> Path:
-        """Write the checkpoint (rank 0), if the losses since the last log and every tensor are finite.
+    def save(self, collective: bool = True) -> Path:
+        """Write the checkpoint (rank 0, with every process's own state if ``collective``), if all is finite.
 
         A checkpoint is never replaced by one with NaN or infinite weights or optimiser state, and a
         failed write (a full or read-only disk) leaves the previous one intact.
@@ -403,6 +402,7 @@ class Trainer:
                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): training diverged and {self._kept()}. "
                 "Try a lower learning rate"
             )
+        others = process_states(self.model, self.dist, self.device) if collective else {}  # their pools, RNG
         if self.dist.is_main:
             meta = {
                 "step": self.step,
@@ -414,7 +414,7 @@ class Trainer:
                 **self._clock().to_meta(),
             }
             with self._writing("the checkpoint", self.checkpoint_path):
-                save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta)
+                save_checkpoint(self.checkpoint_path, self.model, self.optimizers, meta, others)
                 previous = previous_path(self.checkpoint_path)
                 self.manifest.add(self.checkpoint_path, *([previous] if previous.is_file() else []))
         return self.checkpoint_path
@@ -428,16 +428,16 @@ class Trainer:
         A damaged one gives way, with a warning, to the previous good one (see [imgtrans.store.checkpoint][]).
         """
         try:
-            checkpoint = load_good_checkpoint(path)
+            saved = load_good_checkpoint(path)
         except FileNotFoundError:
             raise FileNotFoundError(f"no checkpoint to resume from at {path}; train without --resume first") from None
-        self.step = restore(checkpoint, self.model, self.optimizers, self.schedulers, self.scaler, self.config)
-        self.clock, changed = resumed_clock(checkpoint.meta, len(self.train_data), self.config, self.dist.world_size)
+        self.step = restore(saved, self.model, self.optimizers, self.schedulers, self.scaler, self.config, self.dist)
+        self.clock, changed = resumed_clock(saved.meta, len(self.train_data), self.config, self.dist.world_size)
         if changed and self.dist.is_main:
             record_history(self.out, self.step, self.clock, changed, self.manifest)
 
     def write_samples(self) -> Path:
-        """Save input | output | target for the first ``num_samples`` sample images."""
+        """Save the sample grid of the first ``num_samples`` sample images (see [imgtrans.train.samples][])."""
         path = self.out / "samples" / f"step-{self.step:06d}.png"
         return write_samples(self.model, self.sample_data, self.config.num_samples, self.device, self.autocast(), path)
 
