@@ -87,8 +87,8 @@ CANNOT_RUN = [
     # Issue 23's pages: the harness does not make their data yet (unpaired trainA/ trainB/ folders, CycleGAN
     # runs, Cityscapes-style label/ img/ inst/ maps); tests/test_cyclegan.py, test_unpaired.py and
     # test_pix2pixhd_model.py train and translate these models at tiny sizes meanwhile.
-    (r"imgtrans (train|translate) .*(cyclegan|horse2zebra|--data synth)", "needs CycleGAN data or a CycleGAN run, "
-     "which this harness does not make yet (tests/test_cyclegan.py covers the commands)"),
+    (r"imgtrans (train|translate|export) .*(cyclegan|horse2zebra|--data synth)", "needs CycleGAN data or a CycleGAN "
+     "run, which this harness does not make yet (tests/test_cyclegan.py and test_unpaired_eval.py cover the commands)"),
     (r"imgtrans train pix2pixhd.* --label-nc", "needs Cityscapes-style label maps, which this harness does not "
      "make yet (tests/test_pix2pixhd_model.py trains on tiny ones)"),
 ]  # fmt: skip
