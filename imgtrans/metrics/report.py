@@ -325,7 +325,7 @@ class Report:
         Returns:
             The metrics as written, with non-finite numbers as strings (see
                 [json_safe][imgtrans.metrics.report.json_safe]): what
-                [format_summary][imgtrans.metrics.report.format_summary] takes.
+                [format_summary][imgtrans.metrics.rendering.format_summary] takes.
         """
         metrics = json_safe(self.metrics())
         paired = next(iter(self.evaluators.values())).paired
