@@ -26,7 +26,8 @@ from PIL import Image
 import imgtrans
 from imgtrans.cli import main
 from imgtrans.cli.eval import unpaired_split
-from imgtrans.data import DomainImageDataset, SyntheticFacades, evaluation_domains, write_ab_folder, write_unpaired_folder
+from imgtrans.data import (DomainImageDataset, SyntheticFacades, evaluation_domains, write_ab_folder,
+                           write_unpaired_folder)
 from imgtrans.images import image_to_tensor, save_image
 from imgtrans.inference import translate
 from imgtrans.metrics import Evaluator, Report, format_summary
@@ -209,7 +210,8 @@ def test_a_cyclegan_on_paired_data_is_scored_per_image_by_the_generator_of_its_d
     run, _, _ = trained
     pairs = write_ab_folder(SyntheticFacades(3, 24, seed=2), tmp_path / "ab")
     out = tmp_path / "report"
-    assert main(["eval", str(run), "--data", str(pairs), "--direction", "BtoA", "--out", str(out), "--modes", "eval"]) == 0
+    argv = ["eval", str(run), "--data", str(pairs), "--direction", "BtoA", "--out", str(out), "--modes", "eval"]
+    assert main(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     dataset = imgtrans.data.PairedImageDataset(pairs, "BtoA", load_size=None, crop_size=None, train=False)
     inputs = torch.stack([dataset[i]["input"] for i in range(3)])
