@@ -222,9 +222,12 @@ class AppServer(ThreadingHTTPServer):
     def config(self) -> dict:
         """What ``GET /api/config`` answers."""
         generator = generator_of(self.model)
+        domains = getattr(self.model, "channels_for", None)  # a CycleGAN: the channels of its direction's domains
+        channels = domains() if callable(domains) else (getattr(generator, "in_channels", 3),
+                                                         getattr(generator, "out_channels", 3))  # fmt: skip
         return {
             "model": self.model_name,
-            "channels": [getattr(generator, "in_channels", 3), getattr(generator, "out_channels", 3)],
+            "channels": list(channels),
             "palette": self.palette.as_json(),
             "canvas": list(self.example_size),
             "example": self.example_source,

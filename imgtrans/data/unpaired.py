@@ -148,3 +148,60 @@ def write_unpaired_folder(dataset: Dataset, folder: str | os.PathLike, split: st
         domain, image = ("A", item["input"]) if i % 2 == 0 else ("B", item["target"])
         save_image(image, folder / f"{split}{domain}" / f"{i + 1}.png")
     return folder
+
+
+class DomainImageDataset(Dataset):
+    """The images of one domain's folder, each once, in name order: what an evaluation translates or compares with.
+
+    Unpaired test images have no targets: the images of ``testA/`` are translated, and the
+    translations are compared, as a distribution, with the real images of ``testB/`` (see
+    [evaluate_model][imgtrans.metrics.scoring.evaluate_model]'s ``real``).
+
+    Args:
+        folder: a folder of images (``horse2zebra/testA``).
+        channels: the channels to read them in (1, 3 or 4).
+        load_size: side each image is resized to (bicubic, as in training); ``None`` keeps its size.
+
+    Items are ``{"input": image in [-1, 1], "name": file name}``.
+    """
+
+    def __init__(self, folder: str | os.PathLike, channels: int = 3, load_size: int | None = None) -> None:
+        self.folder, self.channels, self.load_size = Path(folder), channels, load_size
+        if not self.folder.is_dir():
+            raise FileNotFoundError(f"no image folder at {self.folder}")
+        self.files = domain_images(self.folder)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        path = self.files[index]
+        image = read_image(path, self.channels)
+        if self.load_size is not None:
+            image = image.resize((self.load_size, self.load_size), Image.BICUBIC)
+        return {"input": image_to_tensor(image, self.channels), "name": path.name}
+
+
+def evaluation_domains(
+    root: str | os.PathLike,
+    direction: str = "AtoB",
+    split: str = "test",
+    in_channels: int = 3,
+    out_channels: int = 3,
+    load_size: int | None = None,
+) -> tuple[DomainImageDataset, DomainImageDataset]:
+    """The images to translate and the real images to compare them with: ``(testA, testB)`` for AtoB, else reversed.
+
+    Args:
+        root: a folder holding ``{split}A/`` and ``{split}B/``, or the split itself (``horse2zebra/test``).
+        direction: ``"AtoB"`` translates A and compares with B; ``"BtoA"`` the other way round.
+        split: ``"test"`` (or ``"train"``, any prefix of the folders' names).
+        in_channels: channels of the images translated (the model's input).
+        out_channels: channels of the real images (the model's output).
+        load_size: side every image is resized to; ``None`` keeps their sizes.
+    """
+    if direction not in ("AtoB", "BtoA"):
+        raise ValueError(f"direction must be 'AtoB' or 'BtoA'; got {direction!r}")
+    a, b = domain_folders(root, split)
+    source, real = (a, b) if direction == "AtoB" else (b, a)
+    return DomainImageDataset(source, in_channels, load_size), DomainImageDataset(real, out_channels, load_size)

@@ -11,7 +11,8 @@ from imgtrans.metrics.fid import InceptionDistance, InceptionFeatures
 from imgtrans.metrics.figure import draw_lab_histograms
 from imgtrans.metrics.images import to_unit_range
 from imgtrans.metrics.pixel import l1_error, psnr
-from imgtrans.metrics.report import Report, format_summary, write_json, write_report
+from imgtrans.metrics.rendering import format_summary
+from imgtrans.metrics.report import Report, write_json, write_report
 from imgtrans.metrics.sharpness import gradient_energy, relative_sharpness
 from imgtrans.metrics.ssim import ssim, ssim_map
 

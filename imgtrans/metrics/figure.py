@@ -141,7 +141,7 @@ def _panel(channel: str, axis: Mapping[str, Any], target: Sequence[float],
     return panel
 
 
-def draw_lab_histograms(distributions: Mapping[str, Mapping[str, Any]]) -> Image.Image:
+def draw_lab_histograms(distributions: Mapping[str, Mapping[str, Any]], reference: str = "target") -> Image.Image:
     """Draw the Lab marginals of each mode's outputs against the targets' (Figure 7).
 
     Args:
@@ -149,6 +149,8 @@ def draw_lab_histograms(distributions: Mapping[str, Mapping[str, Any]]) -> Image
             [Evaluator.lab_distributions][imgtrans.metrics.tally.Evaluator.lab_distributions].
             The targets are taken from the first mode: every mode must have evaluated the same
             images.
+        reference: the legend of the dashed line: ``"target"``, or what else the outputs are
+            compared with (unpaired data: the real images of the target domain).
 
     Returns:
         An RGB image: a legend row, then one panel per channel (L, a, b; only L for gray).
@@ -172,7 +174,7 @@ def draw_lab_histograms(distributions: Mapping[str, Mapping[str, Any]]) -> Image
         figure.paste(panel, (k * PANEL_SIZE[0], HEADER))
 
     draw, font = ImageDraw.Draw(figure), _font(14)
-    entries = [("target", TARGET_COLOR, True)] + [
+    entries = [(reference, TARGET_COLOR, True)] + [
         (f"output ({mode})", MODE_COLORS[k % len(MODE_COLORS)], False) for k, mode in enumerate(distributions)
     ]
     x = LEFT

@@ -29,6 +29,11 @@ The directory then holds:
 - ``images/``: the PNGs the page shows, named by row number (``0000-input.png``,
   ``0000-output-eval.png``, ``0000-target.png``), so that any image name is safe.
 
+A report of unpaired data (outputs given with ``targets=None``, and the target domain's real
+images through [add_real][imgtrans.metrics.report.Report.add_real]) has no per-image scores, no
+target column and no target images: only the distributions are compared (the Lab marginals here,
+FID and KID when they are set).
+
 Every file is written atomically (a temporary file, then ``os.replace``), and ``metrics.json``
 last: when it exists, the report is complete. Files of an earlier report in the same directory
 are replaced.
@@ -36,7 +41,6 @@ are replaced.
 
 from __future__ import annotations
 
-import html
 import io
 import json
 import math
@@ -50,26 +54,35 @@ from PIL import Image
 
 from imgtrans.io import atomic_write
 from imgtrans.images import tensor_to_image
-from imgtrans.metrics.tally import METRICS, Evaluator
+from imgtrans.metrics.tally import Evaluator
 from imgtrans.metrics.figure import draw_lab_histograms
 from imgtrans.metrics.images import to_unit_range
+from imgtrans.metrics.rendering import render_html
 
 PathLike = Union[str, os.PathLike]
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, Sequence[str]]
-"""One batch of a mode: ``(inputs, outputs, targets, names)``, images ``(N, C, H, W)`` in $[-1, 1]$."""
+Batch = tuple[torch.Tensor, torch.Tensor, Union[torch.Tensor, None], Sequence[str]]
+"""One batch of a mode: ``(inputs, outputs, targets, names)``, images ``(N, C, H, W)`` in $[-1, 1]$; ``targets``
+is ``None`` on unpaired data."""
 
 METRICS_FILE = "metrics.json"
 HTML_FILE = "index.html"
 FIGURE_FILE = "lab_histograms.png"
 IMAGE_DIR = "images"
 
-# How each metric is labelled and printed, in tables and on the page.
-METRIC_LABELS = {"l1": "L1 ([0, 1] scale)", "psnr": "PSNR (dB)", "ssim": "SSIM", "sharpness": "sharpness (target = 1)"}
-METRIC_FORMATS = {"l1": ".4f", "psnr": ".2f", "ssim": ".4f", "sharpness": ".3f"}
 FID_CONVENTION = (
-    "outputs against targets, 2048-d pool features of the TF Inception 2015-12-05 (torch-fidelity's port, "
+    "outputs against targets (unpaired data: against the real images of the target domain), 2048-d pool "
+    "features of the TF Inception 2015-12-05 (torch-fidelity's port, "
     "weights-inception-2015-12-05-6726825d.pth), 8-bit images resized to 299 with TF1 bilinear resampling; "
     "statistics by torchmetrics; KID: cubic polynomial kernel, mean and std over random subsets"
+)
+PIXEL_CONVENTIONS = {
+    "psnr": "data range 1; +inf for identical images",
+    "ssim": "Wang et al. 2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, valid positions only",
+    "sharpness": "gradient energy of the output / that of the target (1: as sharp, < 1: blurrier)",
+}
+UNPAIRED_CONVENTION = (
+    "no targets (unpaired domains): no per-image score (L1, PSNR, SSIM, sharpness need targets); the Lab "
+    "marginals, FID and KID compare the outputs with the real images of the target domain"
 )
 _MODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -113,10 +126,6 @@ def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _format(value: float, spec: str) -> str:
-    return format(value, spec) if math.isfinite(value) else str(value)
 
 
 def _plain(value: Any) -> Any:
@@ -170,7 +179,12 @@ class Report:
         return f"{IMAGE_DIR}/{row:04d}-{kind}.png"
 
     def add(
-        self, mode: str, inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, names: Sequence[str]
+        self,
+        mode: str,
+        inputs: torch.Tensor,
+        outputs: torch.Tensor,
+        targets: torch.Tensor | None,
+        names: Sequence[str],
     ) -> list[dict[str, Any]]:
         """Score one batch of ``mode`` and save its images.
 
@@ -178,7 +192,9 @@ class Report:
             mode: One of the report's modes.
             inputs: What the model was given, ``(N, C_in, H, W)`` in $[-1, 1]$, 1 or 3 channels.
             outputs: What it produced, ``(N, C, H, W)`` in $[-1, 1]$, 1 or 3 channels.
-            targets: The ground truth, same shape as ``outputs``.
+            targets: The ground truth, same shape as ``outputs``; ``None`` on unpaired data, whose
+                outputs are compared with the real images of
+                [add_real][imgtrans.metrics.report.Report.add_real] instead.
             names: One name per image, unique within the mode; the same image must have the
                 same name in every mode.
 
@@ -196,16 +212,26 @@ class Report:
         if isinstance(outputs, torch.Tensor) and outputs.ndim == 4 and unit_inputs.shape[0] != outputs.shape[0]:
             raise ValueError(f"got {unit_inputs.shape[0]} inputs for {outputs.shape[0]} outputs")
         records = self.evaluators[mode].update(outputs, targets, names)  # checks outputs, targets and names
-        unit_outputs, unit_targets = to_unit_range(outputs, "outputs"), to_unit_range(targets, "targets")
+        unit_outputs = to_unit_range(outputs, "outputs")
+        unit_targets = to_unit_range(targets, "targets") if targets is not None else None
         for k, record in enumerate(records):
             images = {f"output-{mode}": unit_outputs[k]}
             if record["name"] not in self._rows:  # first seen: its row's input and target too
                 self._rows[record["name"]] = len(self._rows)
-                images.update(input=unit_inputs[k], target=unit_targets[k])
+                images.update(input=unit_inputs[k], **({"target": unit_targets[k]} if unit_targets is not None else {}))
             row = self._rows[record["name"]]
             for kind, image in images.items():
                 atomic_write(self.directory / self.image_file(row, kind), _png(tensor_to_image(image, (0.0, 1.0))))
         return records
+
+    def add_real(self, images: torch.Tensor) -> None:
+        """Add real images of the target domain, for every mode: what unpaired outputs are compared with.
+
+        See [Evaluator.update_real][imgtrans.metrics.tally.Evaluator.update_real]; the images are
+        counted in the summary (``real_images``), not shown.
+        """
+        for evaluator in self.evaluators.values():
+            evaluator.update_real(images)
 
     def set_inception_scores(self, mode: str, scores: Mapping[str, Any]) -> None:
         """Attach a mode's FID and KID.
@@ -237,6 +263,8 @@ class Report:
                     f"modes {first_mode!r} and {mode!r} evaluated different images (e.g. {', '.join(missing)}); "
                     "every mode must evaluate the same images"
                 )
+        if len({evaluator.paired for evaluator in self.evaluators.values()}) > 1:
+            raise ValueError("some modes were given targets and others not: every mode must evaluate the same data")
         reference = next(iter(self.evaluators.values())).target_histograms
         for mode, evaluator in self.evaluators.items():
             counts = evaluator.target_histograms
@@ -250,19 +278,20 @@ class Report:
             ``{"title", "info", "conventions", "modes": {mode: {"summary", "lab_distributions",
                 "images"}}, "images": [{"name", "input", "target", "outputs": {mode: file}}],
                 "files": {...}}``; ``summary`` is [Evaluator.summary][imgtrans.metrics.tally.Evaluator.summary].
+                On unpaired data the images have no ``"target"``, their records no scores, and the
+                conventions say so (``"unpaired"``) instead of describing the per-image metrics.
 
         Raises:
             ValueError: A mode has no images, or the modes evaluated different images or targets.
         """
         self._check_complete()
+        paired = next(iter(self.evaluators.values())).paired
         return {
             "title": self.title,
             "info": self.info,
             "conventions": {
                 "scale": "metrics on images mapped from [-1, 1] to [0, 1]",
-                "psnr": "data range 1; +inf for identical images",
-                "ssim": "Wang et al. 2004: Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, valid positions only",
-                "sharpness": "gradient energy of the output / that of the target (1: as sharp, < 1: blurrier)",
+                **(PIXEL_CONVENTIONS if paired else {"unpaired": UNPAIRED_CONVENTION}),
                 "lab": "CIE Lab (D65); histograms of one Lab unit per bin centred on integers",
                 "non_finite": "written as the strings 'inf', '-inf', 'nan'",
                 **({"fid": FID_CONVENTION} if self.inception_scores else {}),
@@ -279,7 +308,7 @@ class Report:
                 {
                     "name": name,
                     "input": self.image_file(row, "input"),
-                    "target": self.image_file(row, "target"),
+                    **({"target": self.image_file(row, "target")} if paired else {}),
                     "outputs": {mode: self.image_file(row, f"output-{mode}") for mode in self.evaluators},
                 }
                 for name, row in self._rows.items()
@@ -296,10 +325,12 @@ class Report:
         Returns:
             The metrics as written, with non-finite numbers as strings (see
                 [json_safe][imgtrans.metrics.report.json_safe]): what
-                [format_summary][imgtrans.metrics.report.format_summary] takes.
+                [format_summary][imgtrans.metrics.rendering.format_summary] takes.
         """
         metrics = json_safe(self.metrics())
-        figure = draw_lab_histograms({mode: e.lab_distributions() for mode, e in self.evaluators.items()})
+        paired = next(iter(self.evaluators.values())).paired
+        figure = draw_lab_histograms({mode: e.lab_distributions() for mode, e in self.evaluators.items()},
+                                     "target" if paired else "real images (target domain)")  # fmt: skip
         atomic_write(self.directory / FIGURE_FILE, _png(figure))
         atomic_write(self.directory / HTML_FILE, render_html(metrics))
         write_json(self.directory / METRICS_FILE, metrics)
@@ -334,112 +365,3 @@ def write_report(
                 raise ValueError(f"each batch of mode {mode!r} must be a tuple (inputs, outputs, targets, names)")
             report.add(mode, *batch)
     return report.write()
-
-
-def _summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
-    summaries = [mode["summary"] for mode in metrics["modes"].values()]
-    rows = [("images", [str(s["images"]) for s in summaries])]
-    for metric in METRICS:
-        means = [float(s["mean"][metric]) for s in summaries]
-        rows.append((METRIC_LABELS[metric], [_format(mean, METRIC_FORMATS[metric]) for mean in means]))
-    for channel in summaries[0]["lab_intersection"]:
-        intersections = [float(s["lab_intersection"][channel]) for s in summaries]
-        rows.append((f"Lab intersection {channel}", [_format(value, ".3f") for value in intersections]))
-    inception = [s.get("fid") for s in summaries]
-    if any(inception):
-        counts = sorted({int(i["images"]) for i in inception if i})
-        label = f"FID ({', '.join(map(str, counts))} images)"
-        rows.append((label, [_format(float(i["fid"]), ".2f") if i and "fid" in i else "-" for i in inception]))
-        if any(i and "kid" in i for i in inception):
-            rows.append(("KID (mean ± std)", [
-                f"{_format(float(i['kid']), '.4f')} ± {_format(float(i['kid_std']), '.4f')}" if i and "kid" in i
-                else "-" for i in inception
-            ]))  # fmt: skip
-    return rows
-
-
-def inception_warnings(metrics: Mapping[str, Any]) -> list[str]:
-    """The distinct FID warnings of a report's modes (the bias of FID on few images)."""
-    notes = [mode["summary"].get("fid", {}).get("warning") for mode in metrics["modes"].values()]
-    return list(dict.fromkeys(note for note in notes if note))
-
-
-def format_summary(metrics: Mapping[str, Any]) -> str:
-    """The means and Lab intersections of every mode as a plain-text table, one column per mode.
-
-    Args:
-        metrics: As returned by [Report.write][imgtrans.metrics.report.Report.write] or read
-            from ``metrics.json``.
-    """
-    header = ("metric", list(metrics["modes"]))
-    rows = [header, *_summary_rows(metrics)]
-    label_width = max(len(label) for label, _ in rows)
-    widths = [max(len(row[1][k]) for row in rows) for k in range(len(header[1]))]
-    lines = [
-        "  ".join([label.ljust(label_width), *(cell.rjust(width) for cell, width in zip(cells, widths))])
-        for label, cells in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
-    lines += [f"warning: {note}" for note in inception_warnings(metrics)]
-    return "\n".join(lines)
-
-
-_STYLE = """
-body { font-family: sans-serif; margin: 1.5em; }
-table { border-collapse: collapse; }
-td, th { padding: 4px 8px; border: 1px solid #ddd; vertical-align: top; text-align: center; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; }
-img.sample { width: 256px; image-rendering: pixelated; display: block; }
-div.scores { font-size: 0.85em; margin-top: 4px; }
-p.warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: 6px 10px; max-width: 60em; }
-"""
-
-
-def _scores_html(record: Mapping[str, Any]) -> str:
-    return "<br>".join(
-        f"{html.escape(METRIC_LABELS[m])}: {_format(float(record[m]), METRIC_FORMATS[m])}" for m in METRICS
-    )
-
-
-def render_html(metrics: Mapping[str, Any]) -> str:
-    """The report's page: summary table, Lab figure, then input | outputs | target for every image.
-
-    Args:
-        metrics: As returned by [Report.write][imgtrans.metrics.report.Report.write]; image
-            paths in it are relative to the page.
-    """
-    esc = html.escape
-    modes = list(metrics["modes"])
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(metrics['title'])}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(metrics['title'])}</h1>",
-    ]
-    if metrics["info"]:
-        items = "".join(f"<li>{esc(str(key))}: {esc(str(value))}</li>" for key, value in metrics["info"].items())
-        parts.append(f"<ul>{items}</ul>")
-    parts.append("<h2>Summary</h2><table><tr><th>metric</th>" + "".join(f"<th>{esc(m)}</th>" for m in modes) + "</tr>")
-    for label, cells in _summary_rows(metrics):
-        parts.append(f"<tr><td>{esc(label)}</td>" + "".join(f'<td class="number">{c}</td>' for c in cells) + "</tr>")
-    parts.append("</table>")
-    parts += [f'<p class="warning">{esc(note)}</p>' for note in inception_warnings(metrics)]
-    parts.append(
-        "<h2>Colour distributions (Lab)</h2>"
-        f'<p><img src="{esc(metrics["files"]["lab_histograms"])}" alt="Lab histograms of outputs and targets"></p>'
-    )
-    scores = {mode: {r["name"]: r for r in metrics["modes"][mode]["images"]} for mode in modes}
-    parts.append("<h2>Images</h2><table><tr><th>name</th><th>input</th>")
-    parts.append("".join(f"<th>output ({esc(mode)})</th>" for mode in modes) + "<th>target</th></tr>")
-    for image in metrics["images"]:
-        name = image["name"]
-        cells = [f"<td>{esc(name)}</td>", f'<td><img class="sample" src="{esc(image["input"])}" alt="input"></td>']
-        for mode in modes:
-            cells.append(
-                f'<td><img class="sample" src="{esc(image["outputs"][mode])}" alt="output ({esc(mode)})">'
-                f'<div class="scores">{_scores_html(scores[mode][name])}</div></td>'
-            )
-        cells.append(f'<td><img class="sample" src="{esc(image["target"])}" alt="target"></td>')
-        parts.append('<tr class="image">' + "".join(cells) + "</tr>")
-    parts.append("</table></body></html>")
-    return "\n".join(parts) + "\n"

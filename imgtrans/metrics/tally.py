@@ -76,30 +76,44 @@ def mean_scores(images: Iterable[Mapping[str, Any]]) -> dict[str, float]:
 class Evaluator:
     """Accumulates per-image scores and Lab histograms over batches of one evaluation.
 
+    On paired data each output has its target: every metric of ``METRICS`` is scored per image.
+    On unpaired data (CycleGAN's ``testA/``, ``testB/``) there are no targets: outputs come
+    without them, the real images of the target domain come through
+    [update_real][imgtrans.metrics.tally.Evaluator.update_real], and only distributions are
+    compared (the Lab marginals here, FID and KID in [imgtrans.metrics.fid][]).
+
     Attributes:
         images: One record per image in the order seen: ``{"name": ..., "l1": ...,
-            "psnr": ..., "ssim": ..., "sharpness": ...}`` with Python floats.
+            "psnr": ..., "ssim": ..., "sharpness": ...}`` with Python floats (only ``"name"`` on
+            unpaired data).
         output_histograms: Lab counts of every output pixel so far, per channel name.
-        target_histograms: The same for the targets.
+        target_histograms: The same for the targets (the real images, on unpaired data).
+        paired: whether the outputs have targets (``None`` until the first batch).
+        real_images: real images given to ``update_real`` (unpaired data).
     """
 
     def __init__(self) -> None:
         self.images: list[dict[str, Any]] = []
         self.output_histograms: dict[str, torch.Tensor] = {}
         self.target_histograms: dict[str, torch.Tensor] = {}
+        self.paired: bool | None = None
+        self.real_images = 0
         self._names: set[str] = set()
         self._channels: int | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, names: Sequence[str]) -> list[dict[str, Any]]:
+    def update(
+        self, outputs: torch.Tensor, targets: torch.Tensor | None, names: Sequence[str]
+    ) -> list[dict[str, Any]]:
         """Score one batch and add it to the running histograms.
 
         Args:
             outputs: Generated images ``(N, C, H, W)`` in $[-1, 1]$, with 1 (gray) or 3 (RGB)
                 channels and $H, W \\geq 11$.
-            targets: Ground-truth images of the same shape, in $[-1, 1]$.
+            targets: Ground-truth images of the same shape, in $[-1, 1]$; ``None`` on unpaired
+                data (no score per image; give the real images to ``update_real``).
             names: ``N`` names, unique over the whole evaluation (file names, typically).
 
         Returns:
@@ -108,19 +122,19 @@ class Evaluator:
         Raises:
             ValueError: Names missing, repeated or of the wrong count; shapes that differ from
                 each other or, in channels, from earlier batches; images outside the
-                convention of [imgtrans.metrics.images][imgtrans.metrics.images].
+                convention of [imgtrans.metrics.images][imgtrans.metrics.images]; batches with
+                and without targets in one evaluation.
         """
-        scores = image_scores(outputs, targets)  # checks the images first
+        self._check_layout(targets is not None)
+        scores = image_scores(outputs, targets) if targets is not None else {}  # checks the images first
+        output_counts = lab_histograms(outputs)  # (checks unpaired outputs)
+        target_counts = lab_histograms(targets) if targets is not None else {}
         names = self._check_names(names, len(outputs))
-        channels = outputs.shape[1]
-        if self._channels is not None and channels != self._channels:
-            raise ValueError(f"every batch must have the same channels; got {channels} after {self._channels}")
-        output_counts, target_counts = lab_histograms(outputs), lab_histograms(targets)
+        self._check_channels(outputs.shape[1])  # the last check: it records the channels
         # Only now, with the whole batch known to be valid, does the state change.
-        for running, counts in ((self.output_histograms, output_counts), (self.target_histograms, target_counts)):
-            for channel, count in counts.items():
-                running[channel] = running[channel] + count if channel in running else count
-        self._channels = channels
+        _add_counts(self.output_histograms, output_counts)
+        _add_counts(self.target_histograms, target_counts)
+        self.paired = targets is not None
         records = [
             {"name": image, **{metric: values[k].item() for metric, values in scores.items()}}
             for k, image in enumerate(names)
@@ -128,6 +142,31 @@ class Evaluator:
         self.images.extend(records)
         self._names.update(names)
         return records
+
+    def update_real(self, images: torch.Tensor) -> None:
+        """Add real images of the target domain ``(N, C, H, W)`` in $[-1, 1]$: what unpaired outputs are compared with.
+
+        Raises:
+            ValueError: The evaluation is of paired data (its targets are the real images), or
+                the images are not in the convention, or not of the outputs' channels.
+        """
+        self._check_layout(False)
+        counts = lab_histograms(images)
+        self._check_channels(images.shape[1])
+        _add_counts(self.target_histograms, counts)
+        self.paired, self.real_images = False, self.real_images + len(images)
+
+    def _check_layout(self, paired: bool) -> None:
+        if self.paired is not None and paired != self.paired:
+            raise ValueError(
+                "one evaluation is either paired (every output with its target) or unpaired (outputs without targets, "
+                "and real images of the target domain): got both"
+            )
+
+    def _check_channels(self, channels: int) -> None:
+        if self._channels is not None and channels != self._channels:
+            raise ValueError(f"every batch must have the same channels; got {channels} after {self._channels}")
+        self._channels = channels
 
     def _check_names(self, names: Sequence[str], count: int) -> list[str]:
         if isinstance(names, str) or not all(isinstance(name, str) for name in names):
@@ -173,14 +212,22 @@ class Evaluator:
     def summary(self) -> dict[str, Any]:
         """The evaluation in numbers: ``{"images": n, "mean": {...}, "lab_intersection": {...}}``.
 
-        ``mean`` is [mean_scores][imgtrans.metrics.tally.mean_scores] of ``images``;
-        ``lab_intersection`` is [lab_intersection][imgtrans.metrics.tally.Evaluator.lab_intersection].
+        ``mean`` is [mean_scores][imgtrans.metrics.tally.mean_scores] of ``images``, on paired data
+        only: unpaired data has no per-image score, so its summary has no ``mean`` and has
+        ``real_images`` instead. ``lab_intersection`` is
+        [lab_intersection][imgtrans.metrics.tally.Evaluator.lab_intersection].
 
         Raises:
-            ValueError: Nothing was evaluated.
+            ValueError: Nothing was evaluated, or unpaired outputs without real images.
         """
-        return {
-            "images": len(self.images),
-            "mean": mean_scores(self.images),
-            "lab_intersection": self.lab_intersection(),
-        }
+        if not self.images:
+            raise ValueError("no images were evaluated: there is nothing to average")
+        if not self.paired and not self.target_histograms:
+            raise ValueError("unpaired outputs need real images of the target domain to compare with: call update_real")
+        counts = {"mean": mean_scores(self.images)} if self.paired else {"real_images": self.real_images}
+        return {"images": len(self.images), **counts, "lab_intersection": self.lab_intersection()}
+
+
+def _add_counts(running: dict[str, torch.Tensor], counts: Mapping[str, torch.Tensor]) -> None:
+    for channel, count in counts.items():
+        running[channel] = running[channel] + count if channel in running else count
