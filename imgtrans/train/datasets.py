@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from imgtrans.data.labels import LabelMapDataset
 from imgtrans.data.paired import PairedImageDataset
-from imgtrans.data.unpaired import UnpairedImageDataset
+from imgtrans.data.unpaired import UnpairedImageDataset, evaluation_domains
 from imgtrans.store.config import ModelConfig
 from imgtrans.train.settings import SettingError, TrainConfig
 from imgtrans.train.validation import Validator
@@ -100,9 +100,21 @@ def run_datasets(
     return train_data, sample_data if sample_data is not None else train_data
 
 
-def validation_dataset(config: TrainConfig, direction: str | None, channels: tuple[int, int]) -> Dataset:
-    """The folder ``config.val_data`` as pairs (or label maps) without augmentation."""
-    return folder_dataset("paired", config.val_data, config, direction=direction, channels=channels, train=False)
+def validation_dataset(
+    config: TrainConfig, direction: str | None, channels: tuple[int, int], layout: str = "paired"
+) -> tuple[Dataset, Dataset | None]:
+    """The folder ``config.val_data`` without augmentation, and the real images to compare with, if any.
+
+    Pairs (or label maps), with ``None``; for a model of unpaired domains (CycleGAN) the source
+    domain of ``direction`` and the target domain's real images, of ``testA/`` and ``testB/`` (else
+    ``trainA/`` and ``trainB/``), at the training crop size.
+    """
+    if layout != "unpaired":
+        pairs = folder_dataset("paired", config.val_data, config, direction=direction, channels=channels, train=False)
+        return pairs, None
+    root = Path(config.val_data)
+    split = "test" if (root / "testA").is_dir() or (root / "testB").is_dir() else "train"
+    return evaluation_domains(root, direction or "AtoB", split, *channels, config.crop_size)
 
 
 def run_validator(
@@ -113,15 +125,20 @@ def run_validator(
     c = config
     if val_data is None and c.val_data is None:
         return None
+    real = None
     if val_data is None:
-        val_data = validation_dataset(c, direction, channels)
+        layout = "unpaired" if isinstance(train, UnpairedImageDataset) else "paired"
+        val_data, real = validation_dataset(c, direction, channels, layout)
+    if real is not None and c.val_metric != "fid":
+        raise SettingError("val_metric", f"is {c.val_metric}, but {c.val_data} is unpaired (no targets for l1, psnr "
+                           "or ssim): validate by fid, the translations against the other domain's real images")
     if shared := overlap(train, val_data):  # memory, not generalisation, would be measured
         warnings.warn(f"{len(shared)} of the {len(val_data)} validation images are also training images "
                       f"(e.g. {shared[0]}): validation scores will be optimistic; validate on held-out pairs")
     return Validator(
         val_data, Path(c.out), c.val_metric, c.val_every, batch_size=8, device=device,
         data=c.val_data if c.val_data is not None else type(val_data).__name__,
-        inception_weights=c.inception_weights,
+        inception_weights=c.inception_weights, real=real,
     )  # fmt: skip
 
 
@@ -141,7 +158,10 @@ def overlap(train: Dataset, val: Dataset) -> list[Path]:
 
 def _files(data: Dataset) -> list[Path]:
     pairs = getattr(data, "pairs", None)
-    return [] if pairs is None else [p for pair in pairs for p in pair if p is not None and p.is_file()]
+    if pairs is None:  # unpaired domains (training) or one domain (validation), or another dataset
+        files = [*getattr(data, "a_files", []), *getattr(data, "b_files", []), *getattr(data, "files", [])]
+        return [p for p in files if isinstance(p, Path) and p.is_file()]
+    return [p for pair in pairs for p in pair if p is not None and p.is_file()]
 
 
 def _sha256(path: Path) -> str:

@@ -4,7 +4,9 @@ Every ``every`` steps (and at the last step) the generator translates the valida
 eval mode (no dropout, BatchNorm running statistics; no augmentation), and the outputs are
 scored against the targets with L1, PSNR (see [imgtrans.metrics.pixel][imgtrans.metrics.pixel])
 and SSIM (see [imgtrans.metrics.ssim][imgtrans.metrics.ssim]), and with FID when it is the
-chosen metric (see [imgtrans.metrics.fid][imgtrans.metrics.fid]). When the chosen metric
+chosen metric (see [imgtrans.metrics.fid][imgtrans.metrics.fid]). Unpaired validation data
+(CycleGAN's ``testA/`` and ``testB/``) has no targets: the translations of one domain are scored
+by FID alone, against the other domain's real images. When the chosen metric
 improves on the best so far, the model is written to ``RUN/best/`` with
 [save_pretrained][imgtrans.store.factory.save_pretrained], with ``best.json`` beside its
 weights:
@@ -41,7 +43,7 @@ from torch.utils.data import Dataset
 
 from imgtrans.inference import translate
 from imgtrans.metrics import METRICS
-from imgtrans.metrics.scoring import translated_batches
+from imgtrans.metrics.scoring import dataset_batches, translated_batches
 from imgtrans.store.factory import save_pretrained
 from imgtrans.train.run import RunSummary
 
@@ -88,6 +90,9 @@ class Validator:
         inception_weights: the Inception weights for ``metric="fid"`` (see
             [InceptionFeatures][imgtrans.metrics.fid.InceptionFeatures]); loaded now, so that a
             missing file fails before training starts.
+        real: for unpaired data, the target domain's real images (items with ``input``), which
+            FID compares the translations of ``dataset`` with; ``dataset``'s items then have no
+            ``target``, and ``metric`` must be ``"fid"``.
 
     Attributes:
         best: the best model so far, or ``None`` before the first validation.
@@ -105,6 +110,7 @@ class Validator:
         device: torch.device | str = "cpu",
         data: str | None = None,
         inception_weights: str | os.PathLike | None = None,
+        real: Dataset | None = None,
     ) -> None:
         if metric not in BETTER:
             raise ValueError(f"the validation metric must be one of {', '.join(VAL_METRICS)}; got {metric!r}")
@@ -114,7 +120,10 @@ class Validator:
             raise ValueError("the validation data holds no images")
         if metric == "fid" and len(dataset) < 2:
             raise ValueError(f"validating by FID needs at least 2 images; the validation data has {len(dataset)}")
+        if real is not None and metric != "fid":
+            raise ValueError(f"unpaired validation data has no targets for {metric}: use metric='fid'")
         self.dataset, self.metric, self.every, self.batch_size = dataset, metric, every, batch_size
+        self.real = real
         self.device, self.data = torch.device(device), data
         self.directory = Path(out) / BEST_DIR
         self.best: Best | None = None
@@ -133,8 +142,8 @@ class Validator:
 
     # ------------------------------------------------------------------------------- scores
     def evaluate(self, model: nn.Module) -> dict[str, Any]:
-        """Scores of ``model`` on the validation images: mean ``l1``, ``psnr``, ``ssim`` (and ``fid``)."""
-        sums = dict.fromkeys(PIXEL_METRICS, 0.0)
+        """Scores of ``model`` on the validation images: mean ``l1``, ``psnr``, ``ssim`` and ``fid`` (alone if unpaired)."""
+        sums = dict.fromkeys(PIXEL_METRICS if self.real is None else (), 0.0)
         count = 0
         distance = self._distance
         if distance is not None:
@@ -146,13 +155,16 @@ class Validator:
                 return translate(model, x.to(self.device))  # eval mode
 
             for _, outputs, targets, _ in translated_batches(run, self.dataset, self.batch_size, RESIZE_HINT):
-                for name in PIXEL_METRICS:
+                for name in sums:
                     sums[name] += math.fsum(METRICS[name](outputs, targets).tolist())
                 count += len(outputs)
                 if distance is not None:
                     distance.update_fake(outputs)
-                    if not self._real_encoded:
+                    if not self._real_encoded and self.real is None:
                         distance.update_real(targets)
+            if distance is not None and not self._real_encoded and self.real is not None:
+                for _, batch in dataset_batches(self.real, self.batch_size, RESIZE_HINT):
+                    distance.update_real(batch["input"])
             scores: dict[str, Any] = {name: total / count for name, total in sums.items()}
             if distance is not None:
                 self._real_encoded = True
