@@ -50,9 +50,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help=MODEL_HELP + ", or an .onnx file written by imgtrans export")
     p.add_argument("inputs", nargs="+", help="image files or folders of images, or a downloaded dataset: NAME[/SPLIT]; "
-                   "for a model trained on label maps (--label-nc), label-map files or folders")  # fmt: skip
-    p.add_argument("--instances", metavar="INST.png|DIR", help="a model trained with --instance: the instance map of "
-                   "the one label map, or a folder of instance maps named as the label maps")  # fmt: skip
+                   "for a model trained on label maps (imgtrans train --label-nc), label-map files or folders")  # fmt: skip
+    p.add_argument("--instances", metavar="INST.png|DIR", help="a model trained with imgtrans train --instance: the "
+                   "instance map of the one label map, or a folder of instance maps named as the label maps")  # fmt: skip
     p.add_argument("--out", required=True, help="folder for the translated images (PNG), not an input's folder; inputs "
                    "of different folders that share a name go to subfolders named after their folders")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace output files that exist already (never an input)")
