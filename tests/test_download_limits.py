@@ -318,8 +318,8 @@ def test_data_list_says_which_sources_are_plain_http(zoo_env, monkeypatch, capsy
     lines = [line for line in capsys.readouterr().out.splitlines() if "from: " in line]
     from imgtrans.data.downloads import DATASETS
 
-    downloadable = sum(entry.downloadable for entry in DATASETS.values())  # pix2pix's 5, CycleGAN's 10
-    assert len(lines) == downloadable == 15
+    downloadable = sum(entry.downloadable for entry in DATASETS.values())  # pix2pix's 5, CycleGAN's 10, ae_photos
+    assert len(lines) == downloadable == 16
     assert all("http://mirror.example/" in line and "plain http" in line for line in lines)
 
 
