@@ -17,14 +17,19 @@ import torch
 import torch.nn.functional as F
 
 
-def gflops(fn, flop: float, repeats: int = 5) -> float:
+def median_ms(fn, repeats: int = 5) -> float:
+    """Median milliseconds of ``repeats`` calls of ``fn`` after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return flop / statistics.median(times) / 1e9
+    return statistics.median(times) * 1000
+
+
+def gflops(fn, flop: float, repeats: int = 5) -> float:
+    return flop / median_ms(fn, repeats) / 1e6
 
 
 def main() -> None:

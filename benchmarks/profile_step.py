@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from imgtrans.data import SyntheticFacades
 from imgtrans.devices import instruction_set
 from imgtrans.train import TrainConfig, Trainer
+from peak import median_ms  # this folder's: the same timing as the peak measurements
 
 KINDS = {
     "convolution": ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::convolution_backward",
@@ -61,16 +60,6 @@ def in_backward(event) -> bool:
     return False
 
 
-def best_ms(fn, repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 def convolution_peak(amp: str) -> float:
     """GFLOP/s of the PatchGAN's C512 convolution (256 -> 512, 4x4, 32x32), forward and backward."""
     x = torch.randn(1, 256, 32, 32, requires_grad=True).contiguous(memory_format=torch.channels_last)
@@ -83,7 +72,7 @@ def convolution_peak(amp: str) -> float:
         y.backward(torch.ones_like(y))
         x.grad = w.grad = None
 
-    return flop / best_ms(step) / 1e6
+    return flop / median_ms(step) / 1e6
 
 
 def adam_bandwidth(parameters: int) -> float:
@@ -97,7 +86,7 @@ def adam_bandwidth(parameters: int) -> float:
     for w in weights:
         w.grad = torch.randn(chunk)
     adam = torch.optim.Adam(weights, lr=2e-4, betas=(0.5, 0.999), fused=True)
-    return 28 * len(weights) * chunk / best_ms(adam.step) / 1e6
+    return 28 * len(weights) * chunk / median_ms(adam.step) / 1e6
 
 
 def main() -> None:
@@ -116,7 +105,7 @@ def main() -> None:
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(batch)
     flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
-    step_ms = statistics.median(best_ms(lambda: trainer.train_step(batch), 1) for _ in range(a.steps))
+    step_ms = median_ms(lambda: trainer.train_step(batch), a.steps)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(a.steps):
             trainer.train_step(batch)

@@ -91,16 +91,19 @@ def hf_home(store: Path) -> Path:
     return home
 
 
-@functools.lru_cache(maxsize=None)
-def tiny_run(store: Path) -> Path:
+def train_tiny(store: Path, model: str, data: Path, run: str, *options: str) -> Path:
+    """``imgtrans train MODEL --data DATA --out STORE/RUN OPTIONS`` without sample grids; the run's folder."""
     from imgtrans.cli import main
 
+    out = store / run
+    assert main(["train", model, "--data", str(data), "--out", str(out), *options, "--sample-every", "0"]) == 0
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_run(store: Path) -> Path:
     ab_folder(store / "run-data")
-    run = store / "run"
-    argv = ["train", "pix2pix-facades", "--data", str(store / "run-data"), "--out", str(run), *TRAIN_SHORTER,
-            "--sample-every", "0"]  # fmt: skip
-    assert main(argv) == 0
-    return run
+    return train_tiny(store, "pix2pix-facades", store / "run-data", "run", *TRAIN_SHORTER)
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,28 +119,16 @@ def int8_model(store: Path) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def tiny_cyclegan_run(store: Path) -> Path:
-    from imgtrans.cli import main
-
     unpaired_folder(store / "unpaired-data")
-    run = store / "cyclegan-run"
-    argv = ["train", "cyclegan", "--data", str(store / "unpaired-data"), "--out", str(run), *CYCLEGAN_SHORTER,
-            "--sample-every", "0"]  # fmt: skip
-    assert main(argv) == 0
-    return run
+    return train_tiny(store, "cyclegan", store / "unpaired-data", "cyclegan-run", *CYCLEGAN_SHORTER)
 
 
 @functools.lru_cache(maxsize=None)
 def tiny_hd_run(store: Path) -> Path:
     """docs/pix2pixhd.md's first phase, as its command trains it here (HD_SHORTER): the local enhancer's start."""
-    from imgtrans.cli import main
-
     label_folder(store / "label-data")
-    run = store / "hd-run"
-    argv = ["train", "pix2pixhd", "--data", str(store / "label-data"), "--label-nc", "35", "--instance",
-            "--direction", "AtoB", "--load-size", "none", "--crop-size", "none", "--out", str(run), *HD_SHORTER,
-            "--sample-every", "0"]  # fmt: skip
-    assert main(argv) == 0
-    return run
+    return train_tiny(store, "pix2pixhd", store / "label-data", "hd-run", "--label-nc", "35", "--instance",
+                      "--direction", "AtoB", "--load-size", "none", "--crop-size", "none", *HD_SHORTER)  # fmt: skip
 
 
 def image_file(path: Path) -> None:

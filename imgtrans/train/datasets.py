@@ -119,15 +119,17 @@ def validation_dataset(
 
 def run_validator(
     config: TrainConfig, direction: str | None, channels: tuple[int, int], train: Dataset, val_data: Dataset | None,
-    device: torch.device,
+    device: torch.device, layout: str = "paired",
 ) -> Validator | None:
-    """Validation on ``val_data``, or on the folder ``config.val_data``, or none; a warning if it overlaps ``train``."""
+    """Validation on ``val_data``, or on the folder ``config.val_data`` read in the model's ``layout``, or none.
+
+    A warning if it overlaps ``train``.
+    """
     c = config
     if val_data is None and c.val_data is None:
         return None
     real = None
     if val_data is None:
-        layout = "unpaired" if isinstance(train, UnpairedImageDataset) else "paired"
         val_data, real = validation_dataset(c, direction, channels, layout)
     if real is not None and c.val_metric != "fid":
         raise SettingError("val_metric", f"is {c.val_metric}, but {c.val_data} is unpaired (no targets for l1, psnr "

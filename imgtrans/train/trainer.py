@@ -114,9 +114,11 @@ class Trainer:
         if config.compile:
             for network in networks_of(self.model).values():
                 network.compile()
+        arguments = self.model.config.arguments
+        channels = arguments.get("in_channels", 3), arguments.get("out_channels", 3)
+        layout = getattr(self.model, "data_layout", "paired")  # pairs (pix2pix, pix2pixHD), or domains (CycleGAN)
         self.train_data, self.sample_data = run_datasets(
-            config, self.direction, self._model_channels(), self.dist.world_size, train_data, sample_data,
-            layout=getattr(self.model, "data_layout", "paired"),  # pairs (pix2pix, pix2pixHD), or domains (CycleGAN)
+            config, self.direction, channels, self.dist.world_size, train_data, sample_data, layout=layout,
         )
         self.out = Path(config.out)
         self.checkpoint_path = self.out / "checkpoints" / "last.safetensors"
@@ -134,7 +136,7 @@ class Trainer:
         unused = config.freeze_encoder_steps > 0 or getattr(self.model, "freezes_parameters", False)
         self.net = distributed_view(self.model, self.device, unused) if self.dist.enabled else self.model
         self.validator = (
-            run_validator(config, self.direction, self._model_channels(), self.train_data, val_data, self.device)
+            run_validator(config, self.direction, channels, self.train_data, val_data, self.device, layout)
             if self.dist.is_main else None
         )  # fmt: skip
         self._val_postfix: dict[str, str] = {}
@@ -155,10 +157,6 @@ class Trainer:
         self.context.scaler = scaler
 
     # ----------------------------------------------------------------------------------- set-up
-    def _model_channels(self) -> tuple[int, int]:
-        args = self.model.config.arguments
-        return args.get("in_channels", 3), args.get("out_channels", 3)
-
     def steps_per_epoch(self) -> int:
         """Optimisation steps in one pass over the training images (per process)."""
         return math.ceil(math.ceil(len(self.train_data) / self.dist.world_size) / self.config.batch_size)
