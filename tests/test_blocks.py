@@ -114,6 +114,20 @@ def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias
         torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_convolutions_take_inputs_as_pytorchs_do(transposed):
+    from imgtrans.blocks.transposed import MatmulConvTranspose2d
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    ours = (MatmulConvTranspose2d if transposed else MatmulConv2d)(16, 8, 4, 2, 1)
+    theirs = (nn.ConvTranspose2d if transposed else nn.Conv2d)(16, 8, 4, 2, 1)
+    theirs.load_state_dict(ours.state_dict())
+    with pytest.raises(RuntimeError, match="expected input.*to have 16 channels"):  # PyTorch's own message
+        ours(torch.randn(1, 3, 4, 4))
+    x = torch.randn(16, 4, 4)  # unbatched, as nn.Conv2d accepts it
+    torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
 def test_matmul_convolution_in_inference_is_onednns():
     from imgtrans.blocks.unfolded import MatmulConv2d
 

@@ -41,11 +41,13 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         """As ``nn.ConvTranspose2d.forward``; small inputs take the matmul path in training."""
         simple = self.groups == 1 and self.dilation == (1, 1) and self.output_padding == (0, 0) and output_size is None
-        n, _, h, w = x.shape
+        # Other inputs (unbatched, wrong channels) take the usual path: its errors name the problem.
+        simple = simple and x.dim() == 4 and x.shape[1] == self.in_channels
         # An exported graph keeps the standard operator, which every runtime implements for any size;
         # inference (no autograd, including torch.compile's frozen graphs) is faster in oneDNN.
         if not simple or torch.compiler.is_exporting() or x.device.type != "cpu":
             return super().forward(x, output_size)
+        n, _, h, w = x.shape
         if not torch.is_grad_enabled():
             if self.out_channels <= SUBPIXEL_MAX_OUT and supports(self):
                 bias = None if self.bias is None else self.bias.repeat(4)

@@ -30,13 +30,16 @@ class MatmulConv2d(nn.Conv2d):
 
     The matmul path is taken on the CPU while autograd is on, for outputs of at most
     ``MATMUL_MAX_OUTPUT_PIXELS`` pixels per batch, when the layer has no groups or dilation and pads
-    with zeros. Otherwise, and in exported graphs, the usual path. Both compute the same function;
+    with zeros. Otherwise (unbatched inputs and inputs of other channel counts too), and in exported
+    graphs, the usual path. Both compute the same function;
     results agree to float rounding.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """As ``nn.Conv2d.forward``; small outputs take the matmul path in training."""
         simple = self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
+        # Other inputs (unbatched, wrong channels) take the usual path: its errors name the problem.
+        simple = simple and x.dim() == 4 and x.shape[1] == self.in_channels
         if not simple or not torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_exporting():
             return super().forward(x)
         n, _, h, w = x.shape
