@@ -24,17 +24,16 @@ import json
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
 
 from imgtrans.data import SyntheticFacades
 from imgtrans.devices import instruction_set
 from imgtrans.train import TrainConfig, Trainer
-from peak import median_ms  # this folder's: the same timing as the peak measurements
+from peak import flop_counter, median_ms  # this folder's: the same timing as the peak measurements
 
 KINDS = {
     "convolution": ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution", "aten::convolution_backward",
                     "aten::mkldnn_convolution_backward"),
-    "matrix products (small maps)": ("aten::mm", "aten::bmm", "aten::addmm"),
+    "matrix products (small maps)": ("aten::mm", "aten::bmm", "aten::addmm", "mkldnn::_linear_pointwise"),
     "im2col and overlap-add": ("aten::col2im", "aten::im2col"),
     "Adam": ("aten::_fused_adam_", "Optimizer.zero_grad#Adam.zero_grad"),
     "batch norm": ("aten::native_batch_norm", "aten::native_batch_norm_backward", "aten::_batch_norm_with_update",
@@ -102,7 +101,7 @@ def main() -> None:
     batch = {"input": torch.rand(size) * 2 - 1, "target": torch.rand(size) * 2 - 1}
     for _ in range(2):
         trainer.train_step(batch)
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         trainer.train_step(batch)
     flops = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
     step_ms = median_ms(lambda: trainer.train_step(batch), a.steps)
@@ -118,7 +117,7 @@ def main() -> None:
     profiled = sum(split.values())
     gflop = {
         "convolution": sum(v for k, v in flops.items() if "convolution" in k) / 1e9,
-        "matrix products (small maps)": sum(v for k, v in flops.items() if k.split(".")[1] in ("mm", "bmm", "addmm"))
+        "matrix products (small maps)": sum(v for k, v in flops.items() if k.split(".")[1] in ("mm", "bmm", "addmm", "_linear_pointwise"))
         / 1e9,
     }
     for kind in [*KINDS, "everything else"]:

@@ -101,7 +101,7 @@ def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias
     with _Ops() as ops:
         y1 = ours(x1)
     small = y1.shape[0] * y1.shape[2] * y1.shape[3] <= 64
-    assert ("aten.mm.default" in ops.names or "aten.bmm.default" in ops.names) == small, ops.names
+    assert (len(_products(ops)) == 1) == small, ops.names
     y2 = theirs(x2)
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
     assert y1.is_contiguous(memory_format=memory_format)
@@ -112,6 +112,62 @@ def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
     if bias:
         torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m, k, n", [(64, 32, 4), (4, 32, 64), (1, 16, 48), (48, 1, 16)])
+@pytest.mark.parametrize("a_columns, b_columns", [(False, False), (False, True), (True, False), (True, True)])
+def test_product_and_its_gradients_equal_float64s(m, k, n, a_columns, b_columns):
+    # Every memory layout the matmul convolutions hand over, both orientations of oneDNN's product.
+    from imgtrans.blocks import product as P
+
+    def stored(rows, cols, column_major):
+        return torch.randn(cols, rows).t() if column_major else torch.randn(rows, cols)
+
+    a = stored(m, k, a_columns).requires_grad_(True)
+    b = stored(k, n, b_columns).requires_grad_(True)
+    with _Ops() as ops:
+        c = P.product(a, b)
+    if P._LINEAR is not None:  # builds with oneDNN: its product, not MKL's
+        assert ops.names.count("mkldnn._linear_pointwise.default") == 1 and "aten.mm.default" not in ops.names
+    a64, b64 = a.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
+    c64 = a64 @ b64
+    g = torch.randn(m, n)
+    c.backward(g)
+    c64.backward(g.double())
+    for ours, exact in ((c, c64), (a.grad, a64.grad), (b.grad, b64.grad)):
+        assert ours.dtype == torch.float32 and ours.shape == exact.shape
+        torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=1e-5)
+
+
+def test_product_leaves_autocast_and_other_dtypes_to_pytorch():
+    from imgtrans.blocks.product import product
+
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    with torch.autocast("cpu", torch.bfloat16), _Ops() as ops:
+        c = product(a, b)
+    assert c.dtype == torch.bfloat16 and "aten.mm.default" in ops.names, ops.names
+    with _Ops() as ops:
+        c = product(a.double(), b.double())
+    assert c.dtype == torch.float64 and "aten.mm.default" in ops.names, ops.names
+
+
+def test_matmul_convolutions_train_under_torch_compile():
+    # The trainer's compile option: inductor cannot lower oneDNN's linear for weights that train,
+    # so compiled graphs take the plain product, and agree with eager.
+    from imgtrans.blocks.transposed import MatmulConvTranspose2d
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    torch.manual_seed(0)
+    net = nn.Sequential(MatmulConv2d(16, 32, 4, 2, 1), nn.ReLU(), MatmulConvTranspose2d(32, 8, 4, 2, 1))
+    x = torch.randn(2, 16, 4, 4)
+    net(x).square().sum().backward()
+    eager = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    y = torch.compile(net)(x)
+    y.square().sum().backward()
+    torch.testing.assert_close(y, net(x), rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip((p.grad for p in net.parameters()), eager):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("transposed", [False, True])
@@ -134,7 +190,12 @@ def test_matmul_convolution_in_inference_is_onednns():
     layer = MatmulConv2d(16, 8, 4, 2, 1)
     with torch.no_grad(), _Ops() as ops:
         layer(torch.randn(1, 16, 2, 2))
-    assert "aten.convolution.default" in ops.names and "aten.mm.default" not in ops.names, ops.names
+    assert "aten.convolution.default" in ops.names and not _products(ops), ops.names
+
+
+def _products(ops) -> list[str]:
+    """The matrix products among the operators ``ops`` saw (MKL's ``mm``, or oneDNN's ``linear`` in float32)."""
+    return [n for n in ops.names if n in ("aten.mm.default", "aten.bmm.default", "mkldnn._linear_pointwise.default")]
 
 
 class _Ops:
@@ -173,7 +234,7 @@ def test_matmul_transposed_convolution_is_one_product_for_weights_without_gradie
         x = torch.randn(4, 16, 3, 5, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_(True)
         with _Ops() as ops:
             y = layer(x)
-        assert "aten.mm.default" in ops.names and "aten.bmm.default" not in ops.names, ops.names
+        assert len(_products(ops)) == 1 and "aten.bmm.default" not in ops.names, ops.names
         tolerance = 1e-5 if dtype == torch.float32 else 2e-2
         with torch.no_grad():
             torch.testing.assert_close(y.float(), reference(x).float(), rtol=tolerance, atol=tolerance)
@@ -192,10 +253,10 @@ def test_transposed_convolution_in_inference_is_onednns(dtype, out_channels, tra
     with torch.no_grad(), _Ops() as ops:
         y = layer(x)
     convolutions = [args[6] for name, args in ops.calls if name == "aten.convolution.default"]
-    assert "aten.mm.default" not in ops.names and convolutions == [transposed], ops.names
+    assert not _products(ops) and convolutions == [transposed], ops.names
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     with torch.no_grad():
         torch.testing.assert_close(y, nn.ConvTranspose2d.forward(layer, x), rtol=tolerance, atol=tolerance)
     with _Ops() as ops:  # autograd on: the matmul path, as in training
         layer(x)
-    assert "aten.mm.default" in ops.names, ops.names
+    assert _products(ops), ops.names

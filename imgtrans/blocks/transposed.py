@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imgtrans.blocks.product import product
 from imgtrans.blocks.subpixel import phase_weight, subpixel_forward, supports
 
 MATMUL_MAX_PIXELS = 512  # batch x height x width of the input up to which the matmul path wins (training)
@@ -62,7 +63,7 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
         # autocast's bf16 copies it broadcasts W^T over the batch, and the batched product copies it N
         # times (8 copies of 16 MB per layer at batch 8).
         rows = x.reshape(n, self.in_channels, h * w).transpose(1, 2).reshape(n * h * w, self.in_channels)
-        columns = (rows @ self.weight.reshape(self.in_channels, -1)).reshape(n, h * w, -1).transpose(1, 2)
+        columns = product(rows, self.weight.reshape(self.in_channels, -1)).reshape(n, h * w, -1).transpose(1, 2)
         y = F.fold(columns, (out_h, out_w), self.kernel_size, padding=self.padding, stride=self.stride)
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             y = y.contiguous(memory_format=torch.channels_last)  # as the input: concatenating mixed layouts is slow

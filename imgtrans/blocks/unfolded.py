@@ -8,11 +8,11 @@ computed from its definition,
 
 $$Y = W \cdot \mathrm{im2col}(X), \qquad W \in \mathbb{R}^{k \times c\,h_k w_k},$$
 
-with ``F.unfold`` for im2col (its backward is the overlap-add ``F.fold``) and the columns stored
-pixel-major: with 4 columns the row-major layout ran at half the speed (14.5 against 6.5 ms). Measured on 2 AVX-512
-cores (forward + backward of one layer, docs/performance.md): 7.4 against 2.9 ms at 2x2 inputs in
-float32 and 9.0 against 3.3 ms under bf16 autocast; 64 output pixels per batch is where oneDNN
-starts to win (fp32) or draw level (bf16). The transposed counterpart is
+with ``F.unfold`` for im2col (its backward is the overlap-add ``F.fold``), the batch's columns side by
+side for one product ([product][imgtrans.blocks.product.product]: oneDNN's in float32). Measured on
+2 AVX-512 cores (forward + backward of one layer, docs/performance.md): 7.4 against 2.9 ms at 2x2
+inputs in float32 and 9.0 against 3.3 ms under bf16 autocast; 64 output pixels per batch is where
+oneDNN's convolution starts to win (fp32) or draw level (bf16). The transposed counterpart is
 [MatmulConvTranspose2d][imgtrans.blocks.transposed.MatmulConvTranspose2d].
 """
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from imgtrans.blocks.product import product
 
 MATMUL_MAX_OUTPUT_PIXELS = 64  # batch x height x width of the output up to which the matmul path wins (training)
 
@@ -47,11 +49,12 @@ class MatmulConv2d(nn.Conv2d):
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         if n * out_h * out_w > MATMUL_MAX_OUTPUT_PIXELS:
             return super().forward(x)
-        # im2col as N x (c kh kw) x L, made pixel-major in memory: with few columns MKL's product of a
-        # row-major W by row-major columns is slow (half the speed at 4 columns), by column-major ones not.
+        # im2col as N x (c kh kw) x L, then the batch's columns side by side, (c kh kw) x (N L), for one
+        # product, stored pixel-major: the whole step ran 3% faster than with row-major columns.
         columns = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
-        columns = columns.transpose(1, 2).contiguous().transpose(1, 2)
-        y = (self.weight.reshape(self.out_channels, -1) @ columns).reshape(n, self.out_channels, out_h, out_w)
+        columns = columns.transpose(1, 2).reshape(n * out_h * out_w, -1).t()
+        y = product(self.weight.reshape(self.out_channels, -1), columns)
+        y = y.reshape(self.out_channels, n, out_h, out_w).transpose(0, 1).contiguous()
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
             y = y.contiguous(memory_format=torch.channels_last)  # as the input
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
