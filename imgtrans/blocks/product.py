@@ -11,9 +11,9 @@ registers as ``mkldnn::_linear_pointwise``) computes the same float32 function,
 $$C = A B, \qquad \partial A = \partial C\, B^\top, \qquad \partial B = A^\top \partial C,$$
 
 faster. In a U-Net 256 training step (256x256, batch 1, 2 AVX-512 cores) its 27 products take 96
-ms against MKL's 179, and the whole step 12% less (769 -> 677 ms; docs/performance.md). Other
-dtypes, autocast (whose bfloat16 products are oneDNN's already), and builds without oneDNN use
-``a @ b``.
+ms against MKL's 179, and the whole step 13% less (726 -> 634 ms; docs/performance.md). Other
+dtypes, autocast (whose bfloat16 products are oneDNN's already), graphs being compiled, and builds
+without oneDNN or off x86 use ``a @ b``.
 """
 
 from __future__ import annotations
