@@ -139,6 +139,32 @@ def test_product_and_its_gradients_equal_float64s(m, k, n, a_columns, b_columns)
         torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_matmul_convolutions_differentiate_twice(transposed):
+    # WGAN-GP's gradient penalty backpropagates through D's input gradient (create_graph=True): D's
+    # weights must get the penalty's gradient through the matmul path as through PyTorch's convolution.
+    from imgtrans.blocks.transposed import MatmulConvTranspose2d
+    from imgtrans.blocks.unfolded import MatmulConv2d
+    from imgtrans.losses import gradient_penalty
+
+    torch.manual_seed(0)
+    ours = nn.Sequential((MatmulConvTranspose2d if transposed else MatmulConv2d)(6, 16, 4, 2, 1), nn.Tanh(),
+                         MatmulConv2d(16, 1, 4, 2, 1))  # fmt: skip
+    theirs = nn.Sequential((nn.ConvTranspose2d if transposed else nn.Conv2d)(6, 16, 4, 2, 1), nn.Tanh(),
+                           nn.Conv2d(16, 1, 4, 2, 1))  # fmt: skip
+    theirs.load_state_dict(ours.state_dict())
+    real, fake = torch.randn(2, 6, 4, 4), torch.randn(2, 6, 4, 4)
+    for net in (ours, theirs):
+        torch.manual_seed(1)  # the same mixing weights
+        gradient_penalty(net, real, fake).backward()
+    assert all(net[0].weight.grad.abs().sum() > 0 for net in (ours, theirs))
+    for mine, reference in zip(ours.parameters(), theirs.parameters()):
+        if reference.grad is None:  # the last bias: the input gradient does not depend on it
+            assert mine.grad is None or not mine.grad.any()
+        else:
+            torch.testing.assert_close(mine.grad, reference.grad, rtol=1e-4, atol=1e-5)
+
+
 def test_product_leaves_autocast_and_other_dtypes_to_pytorch():
     from imgtrans.blocks.product import product
 

@@ -62,9 +62,11 @@ class _OneDNNProduct(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        # Through product() again, so that a backward with create_graph (WGAN-GP's gradient penalty)
+        # is differentiable in turn: oneDNN's linear has no derivative of its own.
         a, b = ctx.saved_tensors
-        grad_a = _onednn_product(grad, b.t()) if ctx.needs_input_grad[0] else None
-        grad_b = _onednn_product(a.t(), grad) if ctx.needs_input_grad[1] else None
+        grad_a = product(grad, b.t()) if ctx.needs_input_grad[0] else None
+        grad_b = product(a.t(), grad) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
