@@ -165,6 +165,20 @@ def test_matmul_convolutions_differentiate_twice(transposed):
             torch.testing.assert_close(mine.grad, reference.grad, rtol=1e-4, atol=1e-5)
 
 
+def test_product_takes_broadcast_and_strided_operands():
+    # What autograd and callers may hand over: a loss's expanded gradient (strides 0), slices, broadcasts.
+    from imgtrans.blocks.product import product
+
+    a, b = torch.randn(64, 32, requires_grad=True), torch.randn(32, 4, requires_grad=True)
+    product(a, b).sum().backward()  # the gradient arrives as ones expanded to 64 x 4
+    a64, b64 = a.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
+    (a64 @ b64).sum().backward()
+    torch.testing.assert_close(a.grad.double(), a64.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b.grad.double(), b64.grad, rtol=1e-5, atol=1e-5)
+    broadcast, sliced = torch.randn(1, 32).expand(64, 32), torch.randn(32, 16)[:, ::2]
+    torch.testing.assert_close(product(broadcast, sliced), broadcast @ sliced, rtol=1e-5, atol=1e-5)
+
+
 def test_product_leaves_autocast_and_other_dtypes_to_pytorch():
     from imgtrans.blocks.product import product
 
