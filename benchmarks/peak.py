@@ -29,6 +29,21 @@ def median_ms(fn, repeats: int = 5) -> float:
     return statistics.median(times) * 1000
 
 
+def step_seconds(fn, warmup: int, iters: int, device: torch.device) -> list[float]:
+    """Seconds of each of ``iters`` calls of ``fn`` after ``warmup`` untimed ones; CUDA work is waited for."""
+    times = []
+    for i in range(warmup + iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
 def gflops(fn, flop: float, repeats: int = 5) -> float:
     return flop / median_ms(fn, repeats) / 1e6
 

@@ -23,7 +23,6 @@ import argparse
 import json
 import resource
 import statistics
-import time
 
 import torch
 
@@ -33,7 +32,7 @@ from imgtrans.data import SyntheticFacades
 from imgtrans.deploy.fusion import compile_for_inference
 from imgtrans.inference import translate
 from imgtrans.train import TrainConfig, Trainer
-from peak import flop_counter  # this folder's: counts oneDNN's products too
+from peak import flop_counter, step_seconds  # this folder's: FLOPs with oneDNN's products; one timing loop
 
 CALIBRATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "facades" / "train"
 
@@ -74,16 +73,7 @@ def main() -> None:
 
     with flop_counter() as counter:  # eager, outside the timing
         trainer.train_step(batch) if a.mode == "train" else translate(trainer.model, x)
-    times = []
-    for i in range(a.warmup + a.iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= a.warmup:
-            times.append(time.perf_counter() - start)
+    times = step_seconds(step, a.warmup, a.iters, device)
     mean, median = statistics.fmean(times), statistics.median(times)
     gflop = counter.get_total_flops() / 1e9
     setting = f"backend={a.backend} precision={a.precision}" if translator is not None else f"amp={a.amp}"

@@ -19,13 +19,12 @@ import argparse
 import json
 import resource
 import statistics
-import time
 
 import torch
 
 from imgtrans.data.labels import encode_labels
 from imgtrans.train import TrainConfig, Trainer
-from peak import flop_counter  # this folder's: counts oneDNN's products too
+from peak import flop_counter, step_seconds  # this folder's: FLOPs with oneDNN's products; one timing loop
 
 
 def main() -> None:
@@ -55,16 +54,7 @@ def main() -> None:
     batch = {"input": x.to(device), "target": y.to(device)}
     with flop_counter() as counter:  # outside the timing
         trainer.train_step(batch)
-    times = []
-    for i in range(a.warmup + a.iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        trainer.train_step(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= a.warmup:
-            times.append(time.perf_counter() - start)
+    times = step_seconds(lambda: trainer.train_step(batch), a.warmup, a.iters, device)
     mean, median = statistics.fmean(times), statistics.median(times)
     gflop = counter.get_total_flops() / 1e9
     print(json.dumps({
