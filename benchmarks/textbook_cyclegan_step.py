@@ -22,7 +22,6 @@ import argparse
 import json
 import random
 import statistics
-import time
 
 import torch
 from torch import nn
@@ -133,21 +132,6 @@ def init_weights(m):
         nn.init.zeros_(m.bias)
 
 
-def timed(step, iters, warmup, device):
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return times
-
-
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--size", type=int, default=256)
@@ -187,7 +171,9 @@ def main():
         def step():
             textbook_step(g_a, g_b, d_a, d_b, opt_g, opt_d, pool_a, pool_b, real_a, real_b)
         what = "textbook"
-    times = timed(step, a.iters, a.warmup, dev)
+    from peak import step_seconds  # this folder's, when run as a script (tests import only textbook_step)
+
+    times = step_seconds(step, a.warmup, a.iters, dev)
     mean = statistics.mean(times)
     print(json.dumps({
         "what": f"{what} cyclegan train size={a.size} batch={a.batch} device={dev.type} fp32",
