@@ -120,10 +120,10 @@ def main() -> None:
         key = (kind_of(event.name), "backward" if in_backward(event) else "forward")
         split[key] = split.get(key, 0.0) + event.self_cpu_time_total / 1000 / a.steps
     profiled = sum(split.values())
+    products = {name.split("::")[1] for name in KINDS["matrix products (small maps)"]}  # "aten::mm" -> "mm"
     gflop = {
         "convolution": sum(v for k, v in flops.items() if "convolution" in k) / 1e9,
-        "matrix products (small maps)": sum(v for k, v in flops.items() if k.split(".")[1] in ("mm", "bmm", "addmm", "_linear_pointwise"))
-        / 1e9,
+        "matrix products (small maps)": sum(v for k, v in flops.items() if k.split(".")[1] in products) / 1e9,
     }
     for kind in [*KINDS, "everything else"]:
         fwd, bwd = split.get((kind, "forward"), 0.0), split.get((kind, "backward"), 0.0)

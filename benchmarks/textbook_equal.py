@@ -55,8 +55,7 @@ def textbook_step(g: nn.Module, d: nn.Module, opt_g, opt_d, x: torch.Tensor, y: 
 
 def gradient_error(gradient: list[torch.Tensor], truth: list[torch.Tensor]) -> float:
     """``|g - g_64| / |g_64|`` over all of G's weights: the first G update's gradient, before Adam amplifies rounding."""
-    error = sum(((p - t) ** 2).sum() for p, t in zip(gradient, truth)).sqrt()
-    return (error / sum((t**2).sum() for t in truth).sqrt()).item()
+    return relative_error(gradient, truth, [torch.zeros_like(t) for t in truth])
 
 
 def relative_error(params: list[torch.Tensor], truth: list[torch.Tensor], start: list[torch.Tensor]) -> float:
