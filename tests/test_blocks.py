@@ -93,8 +93,8 @@ def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, pa
 def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias, memory_format):
     from imgtrans.blocks.unfolded import MatmulConv2d
 
-    ours = MatmulConv2d(16, 8, kernel, stride, padding, bias=bias)
-    theirs = nn.Conv2d(16, 8, kernel, stride, padding, bias=bias)
+    ours = MatmulConv2d(16, 12, kernel, stride, padding, bias=bias)  # more outputs than the taps path takes
+    theirs = nn.Conv2d(16, 12, kernel, stride, padding, bias=bias)
     theirs.load_state_dict(ours.state_dict())
     x1 = torch.randn(*shape).contiguous(memory_format=memory_format).requires_grad_(True)
     x2 = x1.detach().clone().requires_grad_(True)
@@ -112,6 +112,51 @@ def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
     if bias:
         torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("out, kernel, stride, padding", [(1, 4, 1, 1), (1, 4, 2, 1), (3, 3, 1, 0), (8, 4, 2, 1), (1, 1, 1, 0)])
+@pytest.mark.parametrize("shape", [(1, 16, 31, 31), (2, 16, 9, 6)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_few_output_channels_are_one_product_over_the_taps(out, kernel, stride, padding, shape, memory_format):
+    # The PatchGAN's last layer (512 -> 1, 4x4, stride 1 at 31x31) and its kin, at every layout and stride.
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    ours = MatmulConv2d(16, out, kernel, stride, padding)
+    theirs = nn.Conv2d(16, out, kernel, stride, padding)
+    theirs.load_state_dict(ours.state_dict())
+    x1 = torch.randn(*shape).contiguous(memory_format=memory_format).requires_grad_(True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    with _Ops() as ops:
+        y1 = ours(x1)
+    assert len(_products(ops)) == 1 and not any("convolution" in name for name in ops.names), ops.names
+    y2 = theirs(x2)
+    assert y1.dtype == torch.float32 and y1.shape == y2.shape
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_taps_sum_in_float32_under_autocast_and_keep_other_dtypes():
+    # A sum of 16 partial maps each rounded to bfloat16 would be ~5e-2 off; in float32 it is the
+    # float32 convolution of the bf16 input, to float rounding.
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    torch.manual_seed(0)
+    layer = MatmulConv2d(64, 1, 4, 1, 1)
+    x = torch.randn(1, 64, 15, 15).bfloat16().requires_grad_(True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.float32
+    exact = nn.functional.conv2d(x.detach().double(), layer.weight.double(), layer.bias.double(), 1, 1)
+    torch.testing.assert_close(y.double(), exact, rtol=1e-5, atol=1e-5)
+    y.sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and layer.weight.grad.dtype == torch.float32
+    assert layer.double()(x.detach().double()).dtype == torch.float64
+    assert layer.bfloat16()(x.detach()).dtype == torch.bfloat16  # a bf16 model outside autocast stays bf16
 
 
 @pytest.mark.parametrize("m, k, n", [(64, 32, 4), (4, 32, 64), (1, 16, 48), (48, 1, 16)])

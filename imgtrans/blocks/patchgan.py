@@ -21,7 +21,7 @@ from torch import nn
 from imgtrans.blocks.conv import MAX_WIDTH, Norm, check_range, stack
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input
-
+from imgtrans.blocks.unfolded import MatmulConv2d
 
 MAX_LAYERS = 8  # a receptive field of 4606 pixels: deeper sees beyond any image it could be given
 
@@ -52,11 +52,12 @@ class PatchDiscriminator(nn.Module):
         if n_layers == 0:  # PixelGAN: 1x1 convolutions throughout
             self.layers = stack(spec, in_channels, kernel_size=1, strides=[1, 1], first_norm=False, norm=norm)
             # The reference PixelGAN's output convolution has no bias when BatchNorm is used.
-            self.out = nn.Conv2d(self.layers[-1].conv.out_channels, 1, 1, bias=norm != "batch")
+            self.out = MatmulConv2d(self.layers[-1].conv.out_channels, 1, 1, bias=norm != "batch")
         else:
             strides = [2] * n_layers + [1]
             self.layers = stack(spec, in_channels, strides=strides, first_norm=False, norm=norm)
-            self.out = nn.Conv2d(self.layers[-1].conv.out_channels, 1, 4, 1, 1)
+            # One output channel: in training it is computed per kernel tap (imgtrans.blocks.taps).
+            self.out = MatmulConv2d(self.layers[-1].conv.out_channels, 1, 4, 1, 1)
         init_weights(self.out)
 
     @property
