@@ -25,6 +25,7 @@ from torch import nn
 from imgtrans.blocks.conv import LEAKY_SLOPE, MAX_WIDTH, Norm, check_range, norm_layer
 from imgtrans.blocks.pad import check_input
 from imgtrans.blocks.pix2pixhd import init_like_pix2pixhd, pyramid_downsample
+from imgtrans.blocks.unfolded import MatmulConv2d
 
 KERNEL = 4
 PADDING = 2  # int(np.ceil((kw - 1.0) / 2)) in NVIDIA's code; pix2pix's PatchGAN pads by 1
@@ -35,8 +36,12 @@ Features = list[torch.Tensor]
 
 
 def layer(in_channels: int, out_channels: int, stride: int, norm: Norm, activation: bool = True) -> nn.Sequential:
-    """One stage: 4x4 convolution padded by 2 (with bias), norm, LeakyReLU(0.2)."""
-    conv = nn.Conv2d(in_channels, out_channels, KERNEL, stride, PADDING)
+    """One stage: 4x4 convolution padded by 2 (with bias), norm, LeakyReLU(0.2).
+
+    The convolution is a [MatmulConv2d][imgtrans.blocks.unfolded.MatmulConv2d]: the 1-channel
+    output stage trains as one product over its taps rather than a convolution padded to 16 outputs.
+    """
+    conv = MatmulConv2d(in_channels, out_channels, KERNEL, stride, PADDING)
     stages: OrderedDict[str, nn.Module] = OrderedDict(conv=conv)
     norm_module = norm_layer(norm, out_channels)
     if norm_module is not None:
