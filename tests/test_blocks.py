@@ -140,6 +140,50 @@ def test_few_output_channels_are_one_product_over_the_taps(out, kernel, stride, 
     torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+def test_heads_padded_other_ways_are_taps_too(padding_mode):
+    # CycleGAN's and pix2pixHD's 7x7 reflection-padded heads (64 -> 3): padded as the layer pads, then taps.
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    ours = MatmulConv2d(16, 3, 7, padding=3, padding_mode=padding_mode)
+    theirs = nn.Conv2d(16, 3, 7, padding=3, padding_mode=padding_mode)
+    theirs.load_state_dict(ours.state_dict())
+    x1 = torch.randn(2, 16, 12, 10, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    with _Ops() as ops:
+        y1 = ours(x1)
+    assert len(_products(ops)) == 1 and not any("convolution" in name for name in ops.names), ops.names
+    y2 = theirs(x2)
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_taps_too_large_for_memory_are_left_to_onednn(monkeypatch):
+    from imgtrans.blocks import taps
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    layer = MatmulConv2d(16, 3, 7, padding=3, padding_mode="reflect")
+    x = torch.randn(1, 16, 12, 10, requires_grad=True)
+    monkeypatch.setattr(taps, "TAPS_MAX_ELEMENTS", 3 * 49 * 19 * 17 - 1)  # one short of this input's taps
+    with _Ops() as ops:
+        y = layer(x)
+    assert "aten.convolution.default" in ops.names and not _products(ops), ops.names
+    torch.testing.assert_close(y, nn.Conv2d.forward(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_string_padding_takes_the_usual_path():
+    from imgtrans.blocks.unfolded import MatmulConv2d
+
+    for out in (1, 16):  # the taps and the matmul path would both misread "same"
+        layer = MatmulConv2d(16, out, 3, padding="same")
+        x = torch.randn(1, 16, 4, 4, requires_grad=True)
+        torch.testing.assert_close(layer(x), nn.Conv2d.forward(layer, x), rtol=1e-5, atol=1e-5)
+
+
 def test_taps_sum_in_float32_under_autocast_and_keep_other_dtypes():
     # A sum of 16 partial maps each rounded to bfloat16 would be ~5e-2 off; in float32 it is the
     # float32 convolution of the bf16 input, to float rounding.

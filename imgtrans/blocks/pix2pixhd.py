@@ -22,6 +22,7 @@ from torch import nn
 from imgtrans.blocks.conv import MAX_WIDTH, Norm, check_range
 from imgtrans.blocks.pad import check_input, crop_padding, pad_to_multiple
 from imgtrans.blocks.resnet import ResnetBlock, conv_norm_relu
+from imgtrans.blocks.unfolded import MatmulConv2d
 
 
 def init_like_pix2pixhd(module: nn.Module, std: float = 0.02) -> nn.Module:
@@ -62,8 +63,8 @@ def up(channels: int, norm: Norm) -> nn.Sequential:
 
 
 def head(channels: int, out_channels: int) -> nn.Conv2d:
-    """``c7s1-3`` without its ``Tanh``: the last 7x7 reflection-padded convolution."""
-    return nn.Conv2d(channels, out_channels, 7, padding=3, padding_mode="reflect")
+    """``c7s1-3`` without its ``Tanh``: the last 7x7 reflection-padded convolution (taps in training, where they fit)."""
+    return MatmulConv2d(channels, out_channels, 7, padding=3, padding_mode="reflect")
 
 
 def pad_for(x: torch.Tensor, halvings: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:

@@ -15,6 +15,7 @@ from torch import nn
 from imgtrans.blocks.conv import MAX_WIDTH, Norm, check_range, norm_layer
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input, crop_padding, pad_to_multiple
+from imgtrans.blocks.unfolded import MatmulConv2d
 
 
 def conv_norm_relu(conv: nn.Module, norm: Norm, relu: bool = True) -> nn.Sequential:
@@ -90,7 +91,8 @@ class ResnetGenerator(nn.Module):
         self.up = nn.Sequential(
             *(conv_norm_relu(nn.ConvTranspose2d(c * m, c * m // 2, 3, 2, 1, output_padding=1, bias=bias), norm) for m in (4, 2))
         )
-        self.head = nn.Conv2d(c, out_channels, 7, padding=3, padding_mode="reflect")
+        # Few outputs: in training it is one product over its 49 taps (imgtrans.blocks.taps).
+        self.head = MatmulConv2d(c, out_channels, 7, padding=3, padding_mode="reflect")
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,10 @@ pixel (a ``1x1`` convolution with $o k_h k_w$ outputs, 16 for the PatchGAN), and
 each pixel's $k_h k_w$ shifted contributions, read as one strided view of $Z$. On 2 AVX-512 cores,
 forward and backward at batch 1: 4.7 -> 1.0 ms in float32, 1.9 -> 0.9 ms under bfloat16 autocast.
 
+CycleGAN's and pix2pixHD's 7x7 heads (64 -> 3, reflection-padded) are the same case with 147 taps
+per pixel: padded as the layer pads, then summed. Their taps' map is 2.3 times the input, so layers
+whose taps would exceed ``TAPS_MAX_ELEMENTS`` (pix2pixHD's head beyond 512x512) stay with oneDNN.
+
 The taps are computed in float32 even under autocast: a sum of 16 partial maps each rounded to
 bfloat16 is 5e-2 off, and in float32 the product is too small (16 rows) to cost anything.
 """
@@ -25,6 +29,17 @@ import torch.nn.functional as F
 from imgtrans.blocks.product import product
 
 TAPS_MAX_OUT = 8  # output channels up to which the taps win: oneDNN pads them to a whole vector (16 floats)
+TAPS_MAX_ELEMENTS = 1 << 26  # the taps' map (256 MB in float32) beyond which the convolution is left to oneDNN
+
+
+def fits_taps(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the taps of ``weight`` over ``x`` (``out kh kw`` values per pixel) stay within ``TAPS_MAX_ELEMENTS``.
+
+    CycleGAN's 7x7 head at 256x256 has 147 per pixel (10 M in all), pix2pixHD's at 1024x2048 300 M.
+    """
+    n, _, h, w = x.shape
+    out, _, kh, kw = weight.shape
+    return n * (h + kh) * (w + kw) * out * kh * kw <= TAPS_MAX_ELEMENTS
 
 
 def taps_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],

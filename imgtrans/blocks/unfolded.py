@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgtrans.blocks.product import product
-from imgtrans.blocks.taps import TAPS_MAX_OUT, taps_conv2d
+from imgtrans.blocks.taps import TAPS_MAX_OUT, fits_taps, taps_conv2d
 
 MATMUL_MAX_OUTPUT_PIXELS = 64  # batch x height x width of the output up to which the matmul path wins (training)
 
@@ -33,21 +33,27 @@ class MatmulConv2d(nn.Conv2d):
 
     The matmul path is taken on the CPU while autograd is on, for outputs of at most
     ``MATMUL_MAX_OUTPUT_PIXELS`` pixels per batch, when the layer has no groups or dilation and pads
-    with zeros; under the same conditions a layer of at most ``TAPS_MAX_OUT`` output channels is
-    computed per kernel tap at any size ([taps_conv2d][imgtrans.blocks.taps.taps_conv2d]).
+    with zeros; a layer of at most ``TAPS_MAX_OUT`` output channels, padded any way, is computed per
+    kernel tap at any size whose taps fit in memory ([taps_conv2d][imgtrans.blocks.taps.taps_conv2d]).
     Otherwise (unbatched inputs and inputs of other channel counts too), and in exported graphs,
     the usual path. All compute the same function; results agree to float rounding.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """As ``nn.Conv2d.forward``; small outputs take the matmul path in training."""
-        simple = self.groups == 1 and self.dilation == (1, 1) and self.padding_mode == "zeros"
+        simple = self.groups == 1 and self.dilation == (1, 1) and isinstance(self.padding, tuple)
         # Other inputs (unbatched, wrong channels) take the usual path: its errors name the problem.
         simple = simple and x.dim() == 4 and x.shape[1] == self.in_channels
         if not simple or not torch.is_grad_enabled() or x.device.type != "cpu" or torch.compiler.is_exporting():
             return super().forward(x)
-        if self.out_channels <= TAPS_MAX_OUT:  # the PatchGAN's last layer: oneDNN would pad it to 16 outputs
-            return taps_conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        # Few outputs (the PatchGAN's last layer, CycleGAN's and pix2pixHD's 7x7 heads): oneDNN would pad them to 16.
+        if self.out_channels <= TAPS_MAX_OUT and fits_taps(x, self.weight):
+            if self.padding_mode == "zeros":
+                return taps_conv2d(x, self.weight, self.bias, self.stride, self.padding)
+            padded = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return taps_conv2d(padded, self.weight, self.bias, self.stride, (0, 0))
+        if self.padding_mode != "zeros":
+            return super().forward(x)
         n, _, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
