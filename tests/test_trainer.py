@@ -258,9 +258,11 @@ def test_fp16_and_its_gradient_scaler_on_the_cpu_skip_overflowing_steps(tmp_path
     data = SyntheticFacades(4, 32, seed=0)
     trainer = fp16_trainer(tmp_path / "run", data, max_steps=1)
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**100)  # fp16 gradients overflow at this scale
-    before = [p.detach().clone() for p in trainer.model.parameters()]
+    # The generator's fp16 products overflow; this tiny PatchGAN's gradients stay finite (its output layer's
+    # taps are float32 even under autocast), and the scaler judges each optimiser's gradients on their own.
+    before = [p.detach().clone() for p in trainer.model.generator.parameters()]
     trainer.fit()
-    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))  # the step was skipped
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.model.generator.parameters()))  # G's step was skipped
     assert trainer.scaler.get_scale() == 2.0**99  # and the scale backed off
     assert load_checkpoint(trainer.checkpoint_path).meta["scaler"]["scale"] == 2.0**99
 
