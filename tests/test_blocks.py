@@ -80,11 +80,7 @@ def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, pa
     x2 = x1.detach().clone().requires_grad_(True)
     y1, y2 = ours(x1), theirs(x2)
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
-    g = torch.randn_like(y1)
-    y1.backward(g)
-    y2.backward(g)
-    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
+    _assert_same_gradients(ours, theirs, (x1, y1), (x2, y2))
 
 
 @pytest.mark.parametrize("shape", [(1, 16, 2, 2), (2, 16, 4, 4), (1, 16, 16, 16), (4, 16, 32, 32)])  # last: usual path
@@ -105,13 +101,7 @@ def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias
     y2 = theirs(x2)
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
     assert y1.is_contiguous(memory_format=memory_format)
-    g = torch.randn_like(y1)
-    y1.backward(g)
-    y2.backward(g)
-    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
-    if bias:
-        torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
+    _assert_same_gradients(ours, theirs, (x1, y1), (x2, y2))
 
 
 @pytest.mark.parametrize("out, kernel, stride, padding", [(1, 4, 1, 1), (1, 4, 2, 1), (3, 3, 1, 0), (8, 4, 2, 1), (1, 1, 1, 0)])
@@ -132,12 +122,7 @@ def test_few_output_channels_are_one_product_over_the_taps(out, kernel, stride, 
     y2 = theirs(x2)
     assert y1.dtype == torch.float32 and y1.shape == y2.shape
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
-    g = torch.randn_like(y1)
-    y1.backward(g)
-    y2.backward(g)
-    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-4, atol=1e-4)
+    _assert_same_gradients(ours, theirs, (x1, y1), (x2, y2))
 
 
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
@@ -155,11 +140,7 @@ def test_heads_padded_other_ways_are_taps_too(padding_mode):
     assert len(_products(ops)) == 1 and not any("convolution" in name for name in ops.names), ops.names
     y2 = theirs(x2)
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
-    g = torch.randn_like(y1)
-    y1.backward(g)
-    y2.backward(g)
-    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-4, atol=1e-4)
+    _assert_same_gradients(ours, theirs, (x1, y1), (x2, y2))
 
 
 def test_taps_too_large_for_memory_are_left_to_onednn(monkeypatch):
@@ -348,6 +329,17 @@ def test_matmul_convolution_in_inference_is_onednns():
     with torch.no_grad(), _Ops() as ops:
         layer(torch.randn(1, 16, 2, 2))
     assert "aten.convolution.default" in ops.names and not _products(ops), ops.names
+
+
+def _assert_same_gradients(ours: nn.Module, theirs: nn.Module, mine: tuple, reference: tuple) -> None:
+    """One random gradient backpropagated through each layer's ``(input, output)``: input and parameter gradients agree."""
+    (x1, y1), (x2, y2) = mine, reference
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    for (name, p1), p2 in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def _products(ops) -> list[str]:
