@@ -209,6 +209,59 @@ def test_product_and_its_gradients_equal_float64s(m, k, n, a_columns, b_columns)
         torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("m, k, n", [(512, 8192, 1), (1, 512, 8192), (512, 1, 8192), (8192, 512, 1)])
+@pytest.mark.parametrize("a_columns, b_columns", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("amp", [False, True])
+def test_products_with_a_vector_equal_float64s_in_float32(m, k, n, a_columns, b_columns, amp):
+    # The 1x1 bottleneck's products (512 x 8192 weights against one pixel) take the memory-bound
+    # kernels, in float32 under autocast too: every gradient, every layout, each result in float32.
+    from imgtrans.blocks import product as P
+
+    def stored(rows, cols, column_major):
+        return torch.randn(cols, rows).t() if column_major else torch.randn(rows, cols)
+
+    torch.manual_seed(0)
+    a = stored(m, k, a_columns).requires_grad_(True)
+    b = stored(k, n, b_columns).requires_grad_(True)
+    assert P._with_vector(a, b)
+    with torch.autocast("cpu", torch.bfloat16, enabled=amp):
+        c = P.product(a, b)
+    a64, b64 = a.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
+    c64 = a64 @ b64
+    g = torch.randn(m, n)
+    c.backward(g)
+    c64.backward(g.double())
+    for ours, exact in ((c, c64), (a.grad, a64.grad), (b.grad, b64.grad)):
+        assert ours.dtype == torch.float32 and ours.shape == exact.shape
+        assert (ours.double() - exact).norm() <= 1e-5 * exact.norm()  # float32 rounding over sums of 8192
+    for operand in (a, b):  # the outer products (the weight gradients) come out in their operand's layout
+        if min(operand.shape) > 1:
+            assert operand.grad.stride() == operand.stride()
+
+
+def test_products_with_a_vector_take_the_memory_bound_kernels():
+    # oneDNN's matmul streams a matrix against a vector at half the memory's speed: the outer product is
+    # one broadcast multiply, v^T W (W row-major) MKL's gemv; smaller matrices stay with oneDNN.
+    from imgtrans.blocks import product as P
+
+    if P._LINEAR is None:
+        pytest.skip("oneDNN's product is registered on x86 builds only")
+    w = torch.randn(512, 8192)
+    for a, b, kernel in ((torch.randn(512, 1), torch.randn(1, 8192), "aten.mul.Tensor"),
+                         (torch.randn(1, 512), w, "aten.mm.default"),
+                         (w.t(), torch.randn(512, 1), "aten.mm.default"),
+                         (w, torch.randn(8192, 1), "mkldnn._linear_pointwise.default"),
+                         (torch.randn(1, 64), torch.randn(64, 128), "mkldnn._linear_pointwise.default")):  # fmt: skip
+        with _Ops() as ops:
+            c = P.product(a, b)
+        assert kernel in ops.names and len(_products(ops)) == (kernel != "aten.mul.Tensor"), ops.names
+        exact = a.double() @ b.double()
+        assert (c.double() - exact).norm() <= 1e-5 * exact.norm()
+    with torch.autocast("cpu", torch.bfloat16), _Ops() as ops:  # the weight is not cast to bfloat16
+        c = P.product(w, torch.randn(8192, 1))
+    assert c.dtype == torch.float32 and "aten._to_copy.default" not in ops.names, ops.names
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_matmul_convolutions_differentiate_twice(transposed):
     # WGAN-GP's gradient penalty backpropagates through D's input gradient (create_graph=True): D's
