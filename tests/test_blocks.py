@@ -190,21 +190,13 @@ def test_product_and_its_gradients_equal_float64s(m, k, n, a_columns, b_columns)
     # Every memory layout the matmul convolutions hand over, both orientations of oneDNN's product.
     from imgtrans.blocks import product as P
 
-    def stored(rows, cols, column_major):
-        return torch.randn(cols, rows).t() if column_major else torch.randn(rows, cols)
-
-    a = stored(m, k, a_columns).requires_grad_(True)
-    b = stored(k, n, b_columns).requires_grad_(True)
+    a = _stored(m, k, a_columns).requires_grad_(True)
+    b = _stored(k, n, b_columns).requires_grad_(True)
     with _Ops() as ops:
         c = P.product(a, b)
     if P._LINEAR is not None:  # builds with oneDNN: its product, not MKL's
         assert ops.names.count("mkldnn._linear_pointwise.default") == 1 and "aten.mm.default" not in ops.names
-    a64, b64 = a.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
-    c64 = a64 @ b64
-    g = torch.randn(m, n)
-    c.backward(g)
-    c64.backward(g.double())
-    for ours, exact in ((c, c64), (a.grad, a64.grad), (b.grad, b64.grad)):
+    for ours, exact in _with_float64s(a, b, c):
         assert ours.dtype == torch.float32 and ours.shape == exact.shape
         torch.testing.assert_close(ours.double(), exact, rtol=1e-5, atol=1e-5)
 
@@ -217,21 +209,13 @@ def test_products_with_a_vector_equal_float64s_in_float32(m, k, n, a_columns, b_
     # kernels, in float32 under autocast too: every gradient, every layout, each result in float32.
     from imgtrans.blocks import product as P
 
-    def stored(rows, cols, column_major):
-        return torch.randn(cols, rows).t() if column_major else torch.randn(rows, cols)
-
     torch.manual_seed(0)
-    a = stored(m, k, a_columns).requires_grad_(True)
-    b = stored(k, n, b_columns).requires_grad_(True)
+    a = _stored(m, k, a_columns).requires_grad_(True)
+    b = _stored(k, n, b_columns).requires_grad_(True)
     assert P._with_vector(a, b)
     with torch.autocast("cpu", torch.bfloat16, enabled=amp):
         c = P.product(a, b)
-    a64, b64 = a.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
-    c64 = a64 @ b64
-    g = torch.randn(m, n)
-    c.backward(g)
-    c64.backward(g.double())
-    for ours, exact in ((c, c64), (a.grad, a64.grad), (b.grad, b64.grad)):
+    for ours, exact in _with_float64s(a, b, c):
         assert ours.dtype == torch.float32 and ours.shape == exact.shape
         assert (ours.double() - exact).norm() <= 1e-5 * exact.norm()  # float32 rounding over sums of 8192
     for operand in (a, b):  # the outer products (the weight gradients) come out in their operand's layout
@@ -393,6 +377,21 @@ def _assert_same_gradients(ours: nn.Module, theirs: nn.Module, mine: tuple, refe
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
     for (name, p1), p2 in zip(ours.named_parameters(), theirs.parameters()):
         torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def _stored(rows: int, cols: int, column_major: bool) -> torch.Tensor:
+    """A random ``rows x cols`` matrix, stored row- or column-major."""
+    return torch.randn(cols, rows).t() if column_major else torch.randn(rows, cols)
+
+
+def _with_float64s(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``c = a @ b`` and both gradients from one random output gradient, each beside float64's."""
+    a64, b64 = a.detach().double().requires_grad_(True), b.detach().double().requires_grad_(True)
+    c64 = a64 @ b64
+    g = torch.randn(c.shape)
+    c.backward(g)
+    c64.backward(g.double())
+    return [(c, c64), (a.grad, a64.grad), (b.grad, b64.grad)]
 
 
 def _products(ops) -> list[str]:
