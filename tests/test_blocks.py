@@ -314,6 +314,18 @@ def test_product_takes_broadcast_and_strided_operands():
     torch.testing.assert_close(product(broadcast, sliced), broadcast @ sliced, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("a_shape, b_shape", [((512, 1), (512, 8192)), ((64, 32), (16, 4)), ((8192,), (512, 8192))])
+def test_product_of_mismatched_shapes_fails_as_matmul_does(a_shape, b_shape, amp):
+    # An outer product written as a broadcast multiply would give (512, 1) x (512, 8192) a result.
+    from imgtrans.blocks.product import product
+
+    a, b = torch.randn(a_shape), torch.randn(b_shape)
+    refused = pytest.raises(RuntimeError, match="cannot be multiplied|size mismatch")
+    with torch.autocast("cpu", torch.bfloat16, enabled=amp), refused:
+        product(a, b)
+
+
 def test_product_leaves_autocast_and_other_dtypes_to_pytorch():
     from imgtrans.blocks.product import product
 

@@ -115,6 +115,8 @@ def product(a: torch.Tensor, b: torch.Tensor, like: torch.Tensor | None = None) 
 
     ``like``: a tensor whose layout (row- or column-major) the result should take where that is cheap.
     """
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[0]:
+        return a @ b  # whose error names the shapes (the kernels below would broadcast or fail obscurely)
     # torch.compile writes its own products, and lowers oneDNN's only for constant weights.
     cpu = _LINEAR is not None and a.device.type == b.device.type == "cpu" and not torch.compiler.is_compiling()
     autocast = torch.is_autocast_enabled("cpu")
