@@ -70,13 +70,15 @@ def test_init_weights_follows_section_6_2():
 
 @pytest.mark.parametrize("shape", [(1, 16, 1, 1), (2, 16, 3, 5), (4, 16, 8, 8), (1, 16, 40, 40)])  # last: usual path
 @pytest.mark.parametrize("kernel, stride, padding, bias", [(4, 2, 1, False), (4, 2, 1, True), (3, 1, 0, True)])
-def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, padding, bias):
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])  # of layer and input
+def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, padding, bias, memory_format):
     from imgtrans.blocks.transposed import MatmulConvTranspose2d
 
     ours = MatmulConvTranspose2d(16, 8, kernel, stride, padding, bias=bias)
     theirs = nn.ConvTranspose2d(16, 8, kernel, stride, padding, bias=bias)
     theirs.load_state_dict(ours.state_dict())
-    x1 = torch.randn(*shape, requires_grad=True)
+    ours.to(memory_format=memory_format)
+    x1 = torch.randn(*shape).contiguous(memory_format=memory_format).requires_grad_(True)
     x2 = x1.detach().clone().requires_grad_(True)
     y1, y2 = ours(x1), theirs(x2)
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
@@ -86,12 +88,14 @@ def test_matmul_transposed_convolution_equals_pytorchs(shape, kernel, stride, pa
 @pytest.mark.parametrize("shape", [(1, 16, 2, 2), (2, 16, 4, 4), (1, 16, 16, 16), (4, 16, 32, 32)])  # last: usual path
 @pytest.mark.parametrize("kernel, stride, padding, bias", [(4, 2, 1, False), (4, 2, 1, True), (3, 1, 1, True), (4, 1, 1, False)])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias, memory_format):
+@pytest.mark.parametrize("weight_format", [torch.contiguous_format, torch.channels_last])
+def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias, memory_format, weight_format):
     from imgtrans.blocks.unfolded import MatmulConv2d
 
     ours = MatmulConv2d(16, 12, kernel, stride, padding, bias=bias)  # more outputs than the taps path takes
     theirs = nn.Conv2d(16, 12, kernel, stride, padding, bias=bias)
     theirs.load_state_dict(ours.state_dict())
+    ours.to(memory_format=weight_format)
     x1 = torch.randn(*shape).contiguous(memory_format=memory_format).requires_grad_(True)
     x2 = x1.detach().clone().requires_grad_(True)
     with _Ops() as ops:
@@ -100,7 +104,8 @@ def test_matmul_convolution_equals_pytorchs(shape, kernel, stride, padding, bias
     assert (len(_products(ops)) == 1) == small, ops.names
     y2 = theirs(x2)
     torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
-    assert y1.is_contiguous(memory_format=memory_format)
+    channels_last = torch.channels_last in (memory_format, weight_format)  # either makes PyTorch's output so
+    assert y1.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     _assert_same_gradients(ours, theirs, (x1, y1), (x2, y2))
 
 
@@ -274,9 +279,11 @@ def test_matmul_convolutions_differentiate_twice(transposed):
 
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_matmul_convolutions_hand_weight_gradients_over_in_the_weights_layout(transposed, memory_format):
+@pytest.mark.parametrize("weight_format", [torch.contiguous_format, torch.channels_last])
+def test_matmul_convolutions_hand_weight_gradients_over_in_the_weights_layout(transposed, memory_format, weight_format):
     # A weight gradient in another layout than its weight is copied by autograd at every step (13 ms for
     # a 16 MB weight whose layer is fed channels-last activations): oneDNN's product writes it in place.
+    # A channels-last weight (the U-Net on AMX CPUs) is read as the matrix it is in memory, never copied.
     from imgtrans.blocks.product import _LINEAR
     from imgtrans.blocks.transposed import MatmulConvTranspose2d
     from imgtrans.blocks.unfolded import MatmulConv2d
@@ -284,17 +291,23 @@ def test_matmul_convolutions_hand_weight_gradients_over_in_the_weights_layout(tr
     if _LINEAR is None:
         pytest.skip("oneDNN's product is registered on x86 builds only")
     layer = (MatmulConvTranspose2d if transposed else MatmulConv2d)(32, 16, 4, 2, 1, bias=False)
+    reference = (nn.ConvTranspose2d if transposed else nn.Conv2d)(32, 16, 4, 2, 1, bias=False)
+    reference.load_state_dict(layer.state_dict())
+    layer.to(memory_format=weight_format)
     x = torch.randn(1, 32, 4, 4).contiguous(memory_format=memory_format).requires_grad_(True)  # 2x2 or 8x8 out
-    y = layer(x)
+    with _Ops() as forward:
+        y = layer(x)
+    assert len(_products(forward)) == 1, forward.names
     g = torch.randn_like(y)
     with _Ops() as ops:
         y.backward(g)
-    copies = [args[0].shape for name, args in ops.calls if name == "aten.copy_.default"]
-    weight_copies = [shape for shape in copies if shape == layer.weight.shape]
-    assert not weight_copies and layer.weight.grad.stride() == layer.weight.stride(), ops.names
-    reference = (nn.ConvTranspose2d if transposed else nn.Conv2d)(32, 16, 4, 2, 1, bias=False)
-    reference.load_state_dict(layer.state_dict())
+    copying = ("aten.copy_.default", "aten.clone.default", "aten._to_copy.default")
+    copies = [args[0].shape for name, args in forward.calls + ops.calls if name in copying]
+    weight_copies = [shape for shape in copies if shape.numel() == layer.weight.numel()]
+    assert not weight_copies and layer.weight.grad.stride() == layer.weight.stride(), forward.names + ops.names
     x2 = x.detach().clone().requires_grad_(True)
+    torch.testing.assert_close(y, reference(x2), rtol=1e-5, atol=1e-5)
+    x2.grad = None
     reference(x2).backward(g)
     torch.testing.assert_close(layer.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-5)
@@ -473,3 +486,4 @@ def test_transposed_convolution_in_inference_is_onednns(dtype, out_channels, tra
     with _Ops() as ops:  # autograd on: the matmul path, as in training
         layer(x)
     assert _products(ops), ops.names
+

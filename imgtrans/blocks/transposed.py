@@ -25,6 +25,7 @@ from torch import nn
 
 from imgtrans.blocks.product import product
 from imgtrans.blocks.subpixel import phase_weight, subpixel_forward, supports
+from imgtrans.blocks.unfolded import channels_last
 
 MATMUL_MAX_PIXELS = 512  # batch x height x width of the input up to which the matmul path wins (training)
 SUBPIXEL_MAX_OUT = 8  # output channels up to which inference computes the four phases (oneDNN pads to 16)
@@ -63,8 +64,15 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
         # autocast's bf16 copies it broadcasts W^T over the batch, and the batched product copies it N
         # times (8 copies of 16 MB per layer at batch 8).
         rows = x.reshape(n, self.in_channels, h * w).transpose(1, 2).reshape(n * h * w, self.in_channels)
-        columns = product(rows, self.weight.reshape(self.in_channels, -1)).reshape(n, h * w, -1).transpose(1, 2)
+        if channels_last(self.weight):
+            # Stored (in, kh, kw, out): the matrix in that order is a view, where reshaping to (out kh kw)
+            # would copy the whole weight (32 MB) at every call; the columns, far smaller, follow it.
+            taps = self.kernel_size[0] * self.kernel_size[1]
+            columns = product(rows, self.weight.permute(0, 2, 3, 1).reshape(self.in_channels, -1))
+            columns = columns.reshape(n, h * w, taps, self.out_channels).permute(0, 3, 2, 1).reshape(n, -1, h * w)
+        else:
+            columns = product(rows, self.weight.reshape(self.in_channels, -1)).reshape(n, h * w, -1).transpose(1, 2)
         y = F.fold(columns, (out_h, out_w), self.kernel_size, padding=self.padding, stride=self.stride)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            y = y.contiguous(memory_format=torch.channels_last)  # as the input: concatenating mixed layouts is slow
+        if channels_last(x) or channels_last(self.weight):  # as PyTorch's: concatenating mixed layouts is slow
+            y = y.contiguous(memory_format=torch.channels_last)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)

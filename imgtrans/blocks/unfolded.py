@@ -28,6 +28,11 @@ from imgtrans.blocks.taps import TAPS_MAX_OUT, fits_taps, taps_conv2d
 MATMUL_MAX_OUTPUT_PIXELS = 64  # batch x height x width of the output up to which the matmul path wins (training)
 
 
+def channels_last(t: torch.Tensor) -> bool:
+    """Whether a 4-D tensor is stored channels-last (and not also contiguous, as 1x1 maps and 1-channel maps are)."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 class MatmulConv2d(nn.Conv2d):
     """``nn.Conv2d`` (same arguments, same parameters) with a faster path for small outputs in training.
 
@@ -54,17 +59,25 @@ class MatmulConv2d(nn.Conv2d):
             return taps_conv2d(padded, self.weight, self.bias, self.stride, (0, 0))
         if self.padding_mode != "zeros":
             return super().forward(x)
-        n, _, h, w = x.shape
+        n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        if n * out_h * out_w > MATMUL_MAX_OUTPUT_PIXELS:
+        pixels = n * out_h * out_w
+        if pixels > MATMUL_MAX_OUTPUT_PIXELS:
             return super().forward(x)
         # im2col as N x (c kh kw) x L, then the batch's columns side by side, (c kh kw) x (N L), for one
         # product, stored pixel-major: the whole step ran 3% faster than with row-major columns.
         columns = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
-        columns = columns.transpose(1, 2).reshape(n * out_h * out_w, -1).t()
-        y = product(self.weight.reshape(self.out_channels, -1), columns)
+        if channels_last(self.weight):
+            # Stored (out, kh, kw, c): the matrix in that order is a view, where reshaping to (c kh kw)
+            # would copy the whole weight (16 MB) at every call; the columns, far smaller, follow it.
+            weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
+            columns = columns.view(n, c, kh * kw, -1).permute(0, 3, 2, 1).reshape(pixels, -1).t()
+        else:
+            weight = self.weight.reshape(self.out_channels, -1)
+            columns = columns.transpose(1, 2).reshape(pixels, -1).t()
+        y = product(weight, columns)
         y = y.reshape(self.out_channels, n, out_h, out_w).transpose(0, 1).contiguous()
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            y = y.contiguous(memory_format=torch.channels_last)  # as the input
+        if channels_last(x) or channels_last(self.weight):  # as PyTorch's convolution lays out its output
+            y = y.contiguous(memory_format=torch.channels_last)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
