@@ -487,3 +487,25 @@ def test_transposed_convolution_in_inference_is_onednns(dtype, out_channels, tra
         layer(x)
     assert _products(ops), ops.names
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_dropout_draws_the_same_mask_in_any_memory_layout(dtype, inplace):
+    # PyTorch draws the mask in memory order: a channels-last U-Net (AMX CPUs) would drop other units from one seed.
+    from imgtrans.blocks.dropout import Dropout
+
+    x = torch.randn(2, 8, 4, 4, dtype=dtype)
+    torch.manual_seed(3)
+    reference = nn.Dropout(0.5)(x.clone())
+    torch.manual_seed(3)
+    assert not torch.equal(nn.Dropout(0.5)(x.contiguous(memory_format=torch.channels_last)), reference)  # the premise
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(3)
+        y = Dropout(0.5, inplace=inplace)(x.clone(memory_format=memory_format))  # a copy: inplace writes it
+        assert torch.equal(y, reference) and y.is_contiguous(memory_format=memory_format)
+    assert torch.equal(Dropout(0.5).eval()(x.contiguous(memory_format=torch.channels_last)), x)
+    x.requires_grad_(dtype == torch.float32)
+    if x.requires_grad:  # the gradient passes the kept units, scaled by 1 / (1 - p)
+        torch.manual_seed(3)
+        Dropout(0.5)(x.contiguous(memory_format=torch.channels_last)).sum().backward()
+        assert torch.equal(x.grad, (reference != 0).float() * 2)

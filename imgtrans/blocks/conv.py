@@ -18,6 +18,7 @@ from typing import Any, Literal, Sequence
 
 from torch import nn
 
+from imgtrans.blocks.dropout import Dropout
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.transposed import MatmulConvTranspose2d
 from imgtrans.blocks.unfolded import MatmulConv2d
@@ -116,7 +117,7 @@ class Ck(nn.Sequential):
         )
         for name, layer in (
             ("norm", norm_layer(norm, k)),
-            ("dropout", nn.Dropout(dropout) if dropout > 0 else None),
+            ("dropout", Dropout(dropout) if dropout > 0 else None),
             ("act", activation_layer(activation)),
         ):
             if layer is not None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from imgtrans.blocks.conv import MAX_WIDTH, Norm, check_range, norm_layer
+from imgtrans.blocks.dropout import Dropout
 from imgtrans.blocks.init import init_weights
 from imgtrans.blocks.pad import check_input, crop_padding, pad_to_multiple
 from imgtrans.blocks.unfolded import MatmulConv2d
@@ -41,7 +42,7 @@ class ResnetBlock(nn.Module):
         bias = norm != "batch" if bias is None else bias
         body = [conv_norm_relu(nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect", bias=bias), norm)]
         if dropout > 0:
-            body.append(nn.Dropout(dropout))
+            body.append(Dropout(dropout))
         body.append(
             conv_norm_relu(nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect", bias=bias), norm, relu=False)
         )
