@@ -39,6 +39,7 @@ from imgtrans.train.loading import checked, epoch_batches
 from imgtrans.train.loggers import LOG_FILE, TENSORBOARD_DIR, RunLoggers, require
 from imgtrans.train.manifest import Manifest
 from imgtrans.train.objective import StepContext, TrainableModel
+from imgtrans.train.optimizer import Adam
 from imgtrans.train.run import RunFolder, RunSummary, kept, non_finite_tensors, trim_log, writing
 from imgtrans.train.samples import write_samples
 from imgtrans.train.settings import SettingError, TrainConfig
@@ -127,7 +128,7 @@ class Trainer:
         # The fused Adam kernel updates all parameters in one pass (same update, less memory traffic).
         adam = dict(lr=config.lr, betas=config.betas, fused=self.device.type in ("cpu", "cuda"))
         groups = self.model.optimizer_parameters()
-        self.optimizers = {name: torch.optim.Adam(parameters, **adam) for name, parameters in groups.items()}
+        self.optimizers = {name: Adam(parameters, **adam) for name, parameters in groups.items()}
         factor = lr_factor(config.epochs - config.decay_epochs, config.decay_epochs)
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
         scaler = grad_scaler(config.amp, self.device)
