@@ -64,6 +64,11 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def has_amx() -> bool:
+    """Whether this CPU has AMX tiles for bfloat16 (Intel Xeon since Sapphire Rapids): oneDNN's fastest convolutions."""
+    return "amx_bf16" in cpu_flags()
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc's allocator to keep freed memory for reuse rather than return it to the system.
 
