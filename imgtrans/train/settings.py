@@ -82,7 +82,8 @@ class TrainConfig:
         amp: fp32 (no mixed precision); bf16 autocast (CPU and CUDA); fp16 autocast with a
             gradient scaler (CUDA; on the CPU, to check that code path).
         device: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
-        channels_last: run convolutions in the channels-last memory format.
+        channels_last: run every network channels-last. Without it the CPU still trains a BatchNorm
+            PatchGAN so, and the U-Net too where the CPU has AMX (measured faster; see train.setup).
         compile: compile each of the model's networks (generator, discriminator) with torch.compile.
         sync_bn: under torchrun, synchronise BatchNorm statistics across processes (CUDA only). Off
             by default: the paper normalises over each process's own batch, as single-GPU training does.
