@@ -1,10 +1,10 @@
 r"""Dropout whose mask does not depend on how its input is stored.
 
 ``CDk`` drops half its units (``Dropout(0.5)``, section 6.1), in training and at test time alike
-(section 3.2). PyTorch draws the mask in the input's memory order, so a channels-last input (the U-Net
-on CPUs with AMX, where the trainer makes it so) would get a different mask from the same random
-seed than a contiguous one: runs from one seed would differ between machines, and a run could not be
-checked step for step against another implementation (``benchmarks/textbook_equal.py``).
+(section 3.3). PyTorch draws the mask in the input's memory order, so a channels-last input (the
+U-Net on CPUs with AMX, where the trainer makes it so) would get another mask from the same random
+seed than a contiguous one: runs from one seed would differ between machines, and a run could not
+be checked step for step against another implementation (``benchmarks/textbook_equal.py``).
 [Dropout][imgtrans.blocks.dropout.Dropout] draws it in the logical ``(N, C, H, W)`` order always,
 the mask PyTorch draws for a contiguous input, bit for bit:
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import torch
 
+from imgtrans.blocks.unfolded import channels_last
+
 
 def in_memory_order(t: torch.Tensor) -> torch.Tensor:
     """A channels-last 4-D tensor as the contiguous ``(N, H, W, C)`` view it is in memory; others as they are."""
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return t.permute(0, 2, 3, 1)
-    return t
+    return t.permute(0, 2, 3, 1) if t.dim() == 4 and channels_last(t) else t
 
 
 class Adam(torch.optim.Adam):
