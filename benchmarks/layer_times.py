@@ -22,6 +22,7 @@ import time
 import torch
 from torch import nn
 
+from imgtrans.blocks.unfolded import channels_last
 from imgtrans.data import SyntheticFacades
 from imgtrans.devices import instruction_set
 from imgtrans.train import TrainConfig, Trainer
@@ -84,8 +85,7 @@ def main() -> None:
         total += ms
         print(json.dumps({
             "layer": name, "kind": type(module).__name__, "input": list(inp.shape),
-            "channels_last": inp.dim() == 4 and inp.is_contiguous(memory_format=torch.channels_last)
-            and not inp.is_contiguous(),
+            "channels_last": inp.dim() == 4 and channels_last(inp),
             "ms": round(ms, 2), "gflop_per_s": round(gflop(module, inp, out_shape) / ms * 1000, 1),
         }))
     print(json.dumps({"amp": a.amp, "batch": a.batch, "size": a.size, "sum_ms": round(total, 1),

@@ -22,9 +22,7 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """As ``nn.Dropout.forward``; a non-contiguous input gets the mask its contiguous copy would."""
-        if not self.training or self.p == 0 or x.is_contiguous():
+        if not self.training or self.p in (0, 1) or x.is_contiguous():  # p = 1 draws no mask
             return super().forward(x)
-        if self.p == 1:
-            return x.mul_(0) if self.inplace else x * 0
         keep = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p).div_(1 - self.p)
         return x.mul_(keep) if self.inplace else x * keep  # PyTorch's own formula (its _dropout_impl)

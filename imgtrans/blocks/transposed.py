@@ -64,7 +64,8 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
         # autocast's bf16 copies it broadcasts W^T over the batch, and the batched product copies it N
         # times (8 copies of 16 MB per layer at batch 8).
         rows = x.reshape(n, self.in_channels, h * w).transpose(1, 2).reshape(n * h * w, self.in_channels)
-        if channels_last(self.weight):
+        weight_channels_last = channels_last(self.weight)
+        if weight_channels_last:
             # Stored (in, kh, kw, out): the matrix in that order is a view, where reshaping to (out kh kw)
             # would copy the whole weight (32 MB) at every call; the columns, far smaller, follow it.
             taps = self.kernel_size[0] * self.kernel_size[1]
@@ -73,6 +74,6 @@ class MatmulConvTranspose2d(nn.ConvTranspose2d):
         else:
             columns = product(rows, self.weight.reshape(self.in_channels, -1)).reshape(n, h * w, -1).transpose(1, 2)
         y = F.fold(columns, (out_h, out_w), self.kernel_size, padding=self.padding, stride=self.stride)
-        if channels_last(x) or channels_last(self.weight):  # as PyTorch's: concatenating mixed layouts is slow
+        if channels_last(x) or weight_channels_last:  # as PyTorch's: concatenating mixed layouts is slow
             y = y.contiguous(memory_format=torch.channels_last)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
